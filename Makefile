@@ -1,0 +1,34 @@
+# Quick start: `make serve` (set up and serve) and `make test` (set up and test).
+
+# The first interpreter that is Python 3.12 or newer; .python-version selects
+# one through pyenv where pyenv is installed.
+PYTHON ?= $(shell for p in python3 python3.13 python3.12; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null \
+	&& { command -v $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: serve test setup check-python
+
+check-python:
+	@test -n "$(PYTHON)" || { echo "Error: counterproject needs Python 3.12 or newer (Django 6.1); install one, or name it with 'make PYTHON=/path/to/python3.12 ...'." >&2; exit 1; }
+
+$(BIN)/python: | check-python
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --editable '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Serve the embedded default (SQLite beside manage.py) at http://127.0.0.1:8000/.
+serve: setup
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --no-input
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py collectstatic --no-input --verbosity 0
+	DEBUG=$${DEBUG:-1} $(BIN)/gunicorn -c gunicorn.conf.py
+
+# The whole suite; it starts its own PostgreSQL, Redis and gunicorn servers.
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,9 @@
+"""ASGI entry point: ``counterproject.asgi``."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "counterproject.settings")
+
+application = get_asgi_application()

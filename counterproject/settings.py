@@ -1,0 +1,184 @@
+"""
+Settings for counterproject, read from the environment.
+
+The embedded default (no environment) is an SQLite file beside manage.py and
+no shared cache; production sets DATABASE_URL, REDIS_URL, SECRET_KEY and
+ALLOWED_HOSTS. The same module serves both, so the tests run production code.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_flag(name: str, *, default: bool) -> bool:
+    """Return the boolean environment variable ``name`` (``1``/``0``)."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"Set {name} to 1 or 0, not {raw!r}.")
+
+
+def env_list(name: str, *, default: str) -> list[str]:
+    """Return the comma-separated environment variable ``name`` as a list."""
+    raw = os.environ.get(name, default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def missing(name: str, hint: str = ""):
+    """Raise ImproperlyConfigured naming the variable that must be set."""
+    raise ImproperlyConfigured(f"Set the {name} environment variable{hint}.")
+
+
+# --- Core -------------------------------------------------------------------
+
+DEBUG = env_flag("DEBUG", default=False)
+SECRET_KEY = os.environ.get("SECRET_KEY") or (
+    "django-insecure-local-only"
+    if DEBUG
+    else missing("SECRET_KEY", " (or DEBUG=1 for local development)")
+)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", default="localhost,127.0.0.1")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "counters",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "counterproject.urls"
+WSGI_APPLICATION = "counterproject.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------
+
+SQLITE_OPTIONS = {
+    # select_for_update() is a no-op on SQLite, so take the write lock at
+    # BEGIN: concurrent writers then queue on the busy timeout instead of
+    # failing with "database is locked" when a read lock cannot be upgraded.
+    "transaction_mode": "IMMEDIATE",
+    # Seconds a writer waits for the lock held by another worker process.
+    "timeout": 20,
+    # WAL lets readers go on while one writer commits; NORMAL sync is durable
+    # across application crashes, the usual pairing with WAL.
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
+
+SUPPORTED_ENGINES = {
+    "django.db.backends.postgresql",
+    "django.db.backends.sqlite3",
+}
+
+
+def database_from_url(url: str) -> dict:
+    """Return the DATABASES entry for ``url`` (PostgreSQL or SQLite)."""
+    try:
+        config = dj_database_url.parse(
+            url,
+            # Keep PostgreSQL connections across requests, checked before
+            # reuse so that a restarted server costs a reconnect, not an error.
+            conn_max_age=600,
+            conn_health_checks=True,
+        )
+    except ValueError:
+        config = {}
+    if config.get("ENGINE") not in SUPPORTED_ENGINES:
+        missing(
+            "DATABASE_URL",
+            " to postgres://user:password@host:port/name or sqlite:///path",
+        )
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # sqlite:///name is relative to the project, sqlite:////name absolute.
+        config["NAME"] = str(BASE_DIR / config["NAME"])
+        # SQLite opens a file, not a server connection: nothing to keep.
+        config["CONN_MAX_AGE"] = 0
+        config["OPTIONS"] = {**SQLITE_OPTIONS, **config.get("OPTIONS", {})}
+    return config
+
+
+DATABASES = {
+    "default": database_from_url(
+        os.environ.get("DATABASE_URL") or "sqlite:///db.sqlite3"
+    )
+}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Sessions and messages --------------------------------------------------
+
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
+# --- Internationalization ---------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files -----------------------------------------------------------
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Hashed, compressed files after collectstatic, served by WhiteNoise.
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# --- Logging ----------------------------------------------------------------
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "plain",
+        },
+    },
+    "root": {"handlers": ["stdout"], "level": "INFO"},
+}

@@ -1,0 +1,22 @@
+class CounterError(Exception):
+    """A request about a counter that cannot be carried out; nothing changed."""
+
+
+class CounterNotFound(CounterError):
+    """No counter has the given name."""
+
+
+class CounterNotPublic(CounterError):
+    """The counter exists but anonymous clients may not change it."""
+
+
+class InvalidStep(CounterError):
+    """The step is not a non-zero integer."""
+
+
+class InvalidValue(CounterError):
+    """The value is not an integer."""
+
+
+class OutOfRange(CounterError):
+    """The result would leave the signed 64-bit range."""

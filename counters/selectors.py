@@ -1,0 +1,19 @@
+"""Every read of a counter."""
+
+from django.db.models import QuerySet
+
+from .exceptions import CounterNotFound
+from .models import Counter
+
+
+def counter_get(name: str) -> Counter:
+    """Return the named counter, or raise ``CounterNotFound``."""
+    try:
+        return Counter.objects.get(name=name)
+    except Counter.DoesNotExist:
+        raise CounterNotFound(f"There is no counter named {name!r}.") from None
+
+
+def counter_list() -> QuerySet[Counter]:
+    """Return all counters, ordered by name."""
+    return Counter.objects.all()

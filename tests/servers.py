@@ -1,0 +1,149 @@
+"""
+Throwaway servers for the test suite, on 127.0.0.1 and a free port.
+
+mirakuru starts each server and waits until it answers; port_for picks the
+port. PostgreSQL refuses to run as root, so under root (as in CI) the cluster
+runs as the unprivileged ``postgres`` user.
+"""
+
+import getpass
+import glob
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import port_for
+from mirakuru import HTTPExecutor, TCPExecutor
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _pg_bindir() -> Path:
+    """Return the directory of the newest PostgreSQL server binaries."""
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(os.path.realpath(found)).parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if not candidates:
+        raise RuntimeError("No PostgreSQL server binaries (pg_ctl) were found.")
+    return Path(candidates[-1]).parent
+
+
+def _unprivileged() -> dict:
+    """Return Popen arguments that drop root to the ``postgres`` user."""
+    if os.geteuid() != 0:
+        return {}
+    user = pwd.getpwnam("postgres")
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+
+
+class PostgresCluster:
+    """A fresh PostgreSQL cluster with trust authentication on loopback."""
+
+    def __init__(self, *, max_connections: int = 300) -> None:
+        self.bindir = _pg_bindir()
+        self.host = "127.0.0.1"
+        self.port = port_for.select_random()
+        self.user = "postgres" if os.geteuid() == 0 else getpass.getuser()
+        self.dir = Path(tempfile.mkdtemp(prefix="counters-pg-"))
+        self.data = self.dir / "data"
+        self.log = self.dir / "postgresql.log"
+        self.max_connections = max_connections
+        self._popen = _unprivileged()
+        if self._popen:
+            os.chown(self.dir, self._popen["user"], self._popen["group"])
+        self._executor: TCPExecutor | None = None
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgres://{self.user}@{self.host}:{self.port}/{dbname}"
+
+    def _run(self, *args: str) -> None:
+        result = subprocess.run(
+            args, cwd=self.dir, capture_output=True, text=True, **self._popen
+        )
+        if result.returncode:
+            raise RuntimeError(
+                f"{Path(args[0]).name} failed: {result.stderr.strip()}"
+            )
+
+    def start(self) -> None:
+        if not self.data.exists():
+            self._run(
+                str(self.bindir / "initdb"),
+                f"--pgdata={self.data}",
+                f"--username={self.user}",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-instructions",
+            )
+        log = open(self.log, "ab")
+        self._executor = TCPExecutor(
+            [
+                str(self.bindir / "postgres"),
+                "-D", str(self.data),
+                "-h", self.host,
+                "-p", str(self.port),
+                "-k", str(self.dir),
+                "-c", f"max_connections={self.max_connections}",
+                # Durability is not under test here; the benchmark keeps it.
+                "-c", "fsync=off",
+                "-c", "synchronous_commit=off",
+                "-c", "full_page_writes=off",
+            ],
+            host=self.host,
+            port=self.port,
+            timeout=60,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # SIGINT is PostgreSQL's fast shutdown: it ends open sessions.
+            stop_signal=signal.SIGINT,
+            popen_kwargs=self._popen,
+        )
+        self._executor.start()
+        # The port opens before recovery ends; wait until sessions are let in.
+        self._run(
+            str(self.bindir / "pg_isready"),
+            "-h", self.host, "-p", str(self.port), "-t", "30",
+        )
+
+    def stop(self) -> None:
+        if self._executor is not None and self._executor.running():
+            self._executor.stop()
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def gunicorn(
+    env: dict[str, str], *, log: Path, workers: int = 4, threads: int = 8
+) -> HTTPExecutor:
+    """Return a mirakuru executor serving the project with gunicorn."""
+    port = port_for.select_random()
+    output = open(log, "ab")
+    executor = HTTPExecutor(
+        [
+            sys.executable, "-m", "gunicorn",
+            "-c", str(ROOT / "gunicorn.conf.py"),
+            "--bind", f"127.0.0.1:{port}",
+            "--workers", str(workers),
+            "--threads", str(threads),
+            "--access-logfile", "/dev/null",
+        ],
+        url=f"http://127.0.0.1:{port}/api/counters/global/",
+        # Any answer means a worker is serving; the test decides what is right.
+        status=r"^\d{3}$",
+        method="GET",
+        cwd=str(ROOT),
+        envvars={**os.environ, **env},
+        timeout=60,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
+    executor.base_url = f"http://127.0.0.1:{port}"
+    return executor

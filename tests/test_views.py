@@ -1,0 +1,79 @@
+import pytest
+from django.test import Client
+
+from counters.models import Counter
+
+pytestmark = pytest.mark.django_db
+
+
+def global_value() -> int:
+    return Counter.objects.get(name="global").value
+
+
+def test_home_shows_the_value_and_a_take_form(client, global_counter):
+    Counter.objects.filter(name="global").update(value=41)
+    response = client.get("/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'data-testid="value">41<' in html
+    assert 'method="post"' in html and 'action="/take/"' in html
+    assert "csrfmiddlewaretoken" in html
+    assert "Take a number" in html
+
+
+def test_take_redirects_and_flashes_the_number_once(client, global_counter):
+    response = client.post("/take/")
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+    assert global_value() == 1
+
+    page = client.get("/").content.decode()
+    assert "Your number is 1" in page
+
+    reload = client.get("/").content.decode()
+    assert "Your number is" not in reload
+    assert 'data-testid="value">1<' in reload
+    assert global_value() == 1
+
+
+def test_reload_shows_no_second_flash(client, global_counter):
+    client.post("/take/")
+    client.post("/take/")
+    assert "Your number is 2" in client.get("/").content.decode()
+    assert "Your number is" not in client.get("/").content.decode()
+
+
+def test_two_visitors_get_their_own_numbers(global_counter):
+    alice, bob = Client(), Client()
+    alice.post("/take/")
+    bob.post("/take/")
+    assert "Your number is 1" in alice.get("/").content.decode()
+    assert "Your number is 2" in bob.get("/").content.decode()
+
+
+def test_get_never_takes_a_number(client, global_counter):
+    assert client.get("/take/").status_code == 405
+    client.get("/")
+    assert global_value() == 0
+
+
+def test_take_needs_the_csrf_token(global_counter):
+    strict = Client(enforce_csrf_checks=True)
+    assert strict.post("/take/").status_code == 403
+    assert global_value() == 0
+
+    page = strict.get("/")
+    token = page.context["csrf_token"]
+    assert strict.post("/take/", {"csrfmiddlewaretoken": token}).status_code == 302
+    assert global_value() == 1
+
+
+def test_home_without_the_global_counter_is_a_404(client, db):
+    Counter.objects.filter(name="global").delete()
+    assert client.get("/").status_code == 404
+
+
+def test_stylesheet_is_served_by_the_project(client, global_counter):
+    html = client.get("/").content.decode()
+    assert 'href="/static/counters/site.' in html
+    assert "http://" not in html and "https://" not in html
