@@ -2,7 +2,8 @@
 
 # The first interpreter that is Python 3.12 or newer; .python-version selects
 # one through pyenv where pyenv is installed.
-PYTHON ?= $(shell for p in python3 python3.13 python3.12; do \
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 \
+	$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null); do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null \
 	&& { command -v $$p; break; }; done)
 VENV := .venv

@@ -1,0 +1,109 @@
+"""Configuration from the environment, as an operator meets it."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from counterproject.settings import BASE_DIR, database_from_url
+
+from .servers import ROOT
+
+
+def run(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"SECRET_KEY", "DEBUG", "DATABASE_URL", "ALLOWED_HOSTS"}
+    }
+    return subprocess.run(
+        args, cwd=ROOT, env={**clean, **env}, capture_output=True, text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "manage.py", "check"],
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+    ],
+    ids=["manage.py", "gunicorn"],
+)
+def test_production_without_secret_key_fails_with_one_line(command):
+    result = run(command, DEBUG="0")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "Error: Set the SECRET_KEY environment variable "
+        "(or DEBUG=1 for local development)."
+    ]
+
+
+def test_debug_runs_without_a_secret_key():
+    result = run([sys.executable, "manage.py", "check"], DEBUG="1")
+    assert result.returncode == 0, result.stderr
+
+
+def test_bad_database_url_fails_with_one_line():
+    result = run(
+        [sys.executable, "manage.py", "check"], DEBUG="1", DATABASE_URL="mysql://x/y"
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "Error: Set the DATABASE_URL environment variable to "
+        "postgres://user:password@host:port/name or sqlite:///path."
+    ]
+
+
+def test_bad_debug_flag_is_named():
+    result = run([sys.executable, "manage.py", "check"], DEBUG="maybe")
+    assert result.returncode != 0
+    assert "Set DEBUG to 1 or 0, not 'maybe'." in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_embedded_default_is_sqlite_beside_manage_py():
+    code = (
+        "from django.conf import settings; d = settings.DATABASES['default'];"
+        "print(d['ENGINE'], d['NAME'], d['OPTIONS']['transaction_mode'])"
+    )
+    result = run([sys.executable, "manage.py", "shell", "--no-imports", "-c", code], DEBUG="1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "django.db.backends.sqlite3",
+        str(BASE_DIR / "db.sqlite3"),
+        "IMMEDIATE",
+    ]
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
+def test_postgres_url_keeps_checked_persistent_connections(scheme):
+    config = database_from_url(f"{scheme}://app:secret@db.example:6543/counters")
+    assert config["ENGINE"] == "django.db.backends.postgresql"
+    assert (config["USER"], config["PASSWORD"]) == ("app", "secret")
+    assert (config["HOST"], config["PORT"], config["NAME"]) == (
+        "db.example",
+        6543,
+        "counters",
+    )
+    assert config["CONN_MAX_AGE"] > 0
+    assert config["CONN_HEALTH_CHECKS"] is True
+
+
+def test_sqlite_urls_are_absolute_with_four_slashes_and_relative_with_three():
+    absolute = database_from_url("sqlite:////var/lib/counters/db.sqlite3")
+    relative = database_from_url("sqlite:///data/db.sqlite3")
+    assert absolute["NAME"] == "/var/lib/counters/db.sqlite3"
+    assert relative["NAME"] == str(BASE_DIR / "data" / "db.sqlite3")
+    for config in (absolute, relative):
+        assert config["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+        assert "journal_mode=WAL" in config["OPTIONS"]["init_command"]
+        assert config["OPTIONS"]["timeout"] >= 5
+
+
+@pytest.mark.parametrize("url", ["mysql://db/x", "not a url", "redis://localhost"])
+def test_unsupported_database_url_names_the_variable(url):
+    with pytest.raises(ImproperlyConfigured, match="Set the DATABASE_URL"):
+        database_from_url(url)
