@@ -141,9 +141,47 @@ DATABASES = {
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Sessions and messages --------------------------------------------------
+# --- Cache, sessions and messages -------------------------------------------
 
-SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
+def redis_cache(url: str) -> dict:
+    """Return the CACHES entry for the Redis at ``url`` (django-redis)."""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        missing("REDIS_URL", " to redis://host:port/db")
+    return {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": url,
+        # Every key this project writes starts with "counters:", so the Redis
+        # can be shared with other applications.
+        "KEY_PREFIX": "counters",
+        "OPTIONS": {
+            # Short timeouts: a Redis that is down or unreachable costs a
+            # request a fraction of a second, not a worker timeout.
+            "SOCKET_CONNECT_TIMEOUT": 0.5,
+            "SOCKET_TIMEOUT": 0.5,
+            # An outage turns reads into misses and writes into logged no-ops;
+            # sessions then fall back to the database.
+            "IGNORE_EXCEPTIONS": True,
+        },
+    }
+
+
+REDIS_URL = os.environ.get("REDIS_URL")
+CACHES = {
+    "default": redis_cache(REDIS_URL)
+    if REDIS_URL
+    # No shared cache: a per-process cache (LocMemCache) would give each
+    # gunicorn worker its own copy of shared state.
+    else {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}
+}
+DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+
+# Sessions live in the database, cached in Redis when REDIS_URL is set; the
+# engine keeps the per-user counter safe from concurrent writers (#3).
+SESSION_ENGINE = "counters.sessions"
+# Flash messages are session data, server-side like the rest of the session.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+CSRF_FAILURE_VIEW = "counters.views.csrf_failure"
 
 # --- Internationalization ---------------------------------------------------
 

@@ -1,25 +1,33 @@
 """
 JSON endpoints.
 
-They carry no session and no cookie, so CSRF protection (which guards
-cookie-authenticated requests) does not apply; every client is anonymous.
+``/api/counters/…`` carries no session and no cookie, so CSRF protection
+(which guards cookie-authenticated requests) does not apply there: every
+client is anonymous. ``/api/me/…`` works on the visitor's session, so its
+POSTs need the session cookie and an ``X-CSRFToken`` header, as Django
+expects of scripts; ``GET /api/me/`` sets the CSRF cookie.
 """
 
 import json
 from functools import wraps
 
 from django.http import JsonResponse
-from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 
-from .exceptions import (
-    CounterError,
-    CounterNotFound,
-    CounterNotPublic,
+from .exceptions import CounterError, CounterNotFound, CounterNotPublic
+from .selectors import counter_get, session_counter_get
+from .services import (
+    counter_take,
+    session_counter_decrement,
+    session_counter_increment,
+    session_counter_reset,
 )
-from .selectors import counter_get
-from .services import counter_take
 
 ERROR_STATUS = {CounterNotFound: 404, CounterNotPublic: 403}
+
+
+class BadRequestBody(Exception):
+    """The request body is not what the endpoint takes."""
 
 
 def json_error(message: str, status: int) -> JsonResponse:
@@ -28,10 +36,9 @@ def json_error(message: str, status: int) -> JsonResponse:
 
 
 def api_endpoint(*methods: str):
-    """Make a view CSRF-exempt, JSON-only for errors, and limited to ``methods``."""
+    """Limit a view to ``methods`` and answer every error with JSON."""
 
     def decorator(view):
-        @csrf_exempt
         @wraps(view)
         def wrapper(request, *args, **kwargs):
             if request.method not in methods:
@@ -44,6 +51,8 @@ def api_endpoint(*methods: str):
                 return response
             try:
                 return view(request, *args, **kwargs)
+            except BadRequestBody as exc:
+                return json_error(str(exc), 400)
             except CounterError as exc:
                 return json_error(str(exc), ERROR_STATUS.get(type(exc), 400))
 
@@ -52,39 +61,71 @@ def api_endpoint(*methods: str):
     return decorator
 
 
-def counter_json(name: str, value: int) -> JsonResponse:
-    return JsonResponse({"name": name, "value": value})
+def requested_step(request) -> object:
+    """Return the ``by`` the request asks for (1 when the body is empty)."""
+    if request.content_type == "application/json":
+        try:
+            data = json.loads(request.body or b"{}")
+        except (UnicodeDecodeError, ValueError):
+            raise BadRequestBody(
+                'The request body must be empty or JSON such as {"by": 1}.'
+            ) from None
+    else:
+        # A form post, or no body at all.
+        data = request.POST.dict()
+    if not isinstance(data, dict) or set(data) - {"by"}:
+        raise BadRequestBody('The request body may only hold "by", as in {"by": 1}.')
+    by = data.get("by", 1)
+    if isinstance(by, str):
+        try:
+            by = int(by)
+        except ValueError:
+            pass  # the service names the bad step
+    return by
 
 
+# --- Named counters ---------------------------------------------------------
+
+
+@csrf_exempt
 @api_endpoint("GET")
 def counter_detail(request, name: str):
     counter = counter_get(name)
     if not counter.public:
         raise CounterNotPublic(f"Counter {name!r} is not public.")
-    return counter_json(counter.name, counter.value)
+    return JsonResponse({"name": counter.name, "value": counter.value})
+
+
+@csrf_exempt
+@api_endpoint("POST")
+def counter_increment(request, name: str):
+    by = requested_step(request)
+    if by != 1 or isinstance(by, bool):
+        raise BadRequestBody("Anonymous clients may only increment by exactly 1.")
+    return JsonResponse({"name": name, "value": counter_take(name, public_only=True)})
+
+
+# --- The visitor's own counter ----------------------------------------------
+
+
+@ensure_csrf_cookie
+@api_endpoint("GET")
+def me_detail(request):
+    return JsonResponse({"value": session_counter_get(request.session)})
 
 
 @api_endpoint("POST")
-def counter_increment(request, name: str):
-    error = _anonymous_step_error(request)
-    if error:
-        return json_error(error, 400)
-    return counter_json(name, counter_take(name, public_only=True))
+def me_increment(request):
+    by = requested_step(request)
+    return JsonResponse({"value": session_counter_increment(request.session, by=by)})
 
 
-def _anonymous_step_error(request) -> str | None:
-    """Return why the request asks for more than a step of 1, or None."""
-    if request.content_type == "application/json":
-        try:
-            data = json.loads(request.body or b"{}")
-        except (UnicodeDecodeError, ValueError):
-            return 'The request body must be empty or JSON such as {"by": 1}.'
-    else:
-        # A form post, or no body at all.
-        data = request.POST.dict()
-    if not isinstance(data, dict) or set(data) - {"by"}:
-        return 'The request body may only hold "by", as in {"by": 1}.'
-    by = data.get("by", 1)
-    if isinstance(by, bool) or by not in (1, "1"):
-        return "Anonymous clients may only increment by exactly 1."
-    return None
+@api_endpoint("POST")
+def me_decrement(request):
+    by = requested_step(request)
+    return JsonResponse({"value": session_counter_decrement(request.session, by=by)})
+
+
+@api_endpoint("POST")
+def me_reset(request):
+    return JsonResponse({"value": session_counter_reset(request.session)})

@@ -4,6 +4,7 @@ from django.db.models import QuerySet
 
 from .exceptions import CounterNotFound
 from .models import Counter
+from .sessions import SessionStore
 
 
 def counter_get(name: str) -> Counter:
@@ -17,3 +18,8 @@ def counter_get(name: str) -> Counter:
 def counter_list() -> QuerySet[Counter]:
     """Return all counters, ordered by name."""
     return Counter.objects.all()
+
+
+def session_counter_get(session: SessionStore) -> int:
+    """Return the visitor's own counter (0 for a new visitor)."""
+    return session.counter_value()

@@ -19,11 +19,25 @@ from .exceptions import (
     OutOfRange,
 )
 from .models import INT64_MAX, INT64_MIN, Counter
+from .sessions import SessionStore
 
 
 def _is_int(value: object) -> bool:
     # bool is an int subclass, but True is no step.
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_step(by: object) -> None:
+    if not _is_int(by) or by == 0:
+        raise InvalidStep(f"The step must be a non-zero integer, not {by!r}.")
+
+
+def _check_sum(label: str, value: int, by: int) -> None:
+    if not INT64_MIN <= value + by <= INT64_MAX:
+        raise OutOfRange(
+            f"{label} is at {value}; adding {by} would leave the signed 64-bit "
+            "range."
+        )
 
 
 def _locked(name: str, *, public_only: bool = False) -> Counter:
@@ -45,15 +59,10 @@ def _locked(name: str, *, public_only: bool = False) -> Counter:
 
 def _add(name: str, by: int, *, public_only: bool = False) -> int:
     """Add ``by`` under the row lock and return the value this call produced."""
-    if not _is_int(by) or by == 0:
-        raise InvalidStep(f"The step must be a non-zero integer, not {by!r}.")
+    _check_step(by)
     with transaction.atomic():
         counter = _locked(name, public_only=public_only)
-        if not INT64_MIN <= counter.value + by <= INT64_MAX:
-            raise OutOfRange(
-                f"Counter {name!r} is at {counter.value}; adding {by} would "
-                "leave the signed 64-bit range."
-            )
+        _check_sum(f"Counter {name!r}", counter.value, by)
         counter.value = F("value") + by
         # Django 6 reads the new value back with UPDATE … RETURNING: no extra
         # SELECT while the row is locked.
@@ -79,8 +88,7 @@ def counter_increment(name: str, *, by: int = 1) -> int:
 
 def counter_decrement(name: str, *, by: int = 1) -> int:
     """Subtract ``by`` from the named counter and return the resulting value."""
-    if not _is_int(by) or by == 0:
-        raise InvalidStep(f"The step must be a non-zero integer, not {by!r}.")
+    _check_step(by)
     return _add(name, -by)
 
 
@@ -100,3 +108,33 @@ def counter_set(name: str, value: int) -> int:
 def counter_reset(name: str) -> int:
     """Set the named counter back to 0 and return 0."""
     return counter_set(name, 0)
+
+
+# --- Per-user counters, kept in the visitor's session (#3) ------------------
+
+
+def session_counter_increment(session: SessionStore, *, by: int = 1) -> int:
+    """
+    Add ``by`` to the visitor's own counter and return the new value.
+
+    Concurrent requests of one session are serialized on its row: none loses
+    another's update. A visitor without a session gets one.
+    """
+    _check_step(by)
+
+    def add(value: int) -> int:
+        _check_sum("Your counter", value, by)
+        return value + by
+
+    return session.update_counter(add)
+
+
+def session_counter_decrement(session: SessionStore, *, by: int = 1) -> int:
+    """Subtract ``by`` from the visitor's own counter and return the new value."""
+    _check_step(by)
+    return session_counter_increment(session, by=-by)
+
+
+def session_counter_reset(session: SessionStore) -> int:
+    """Set the visitor's own counter back to 0 and return 0."""
+    return session.update_counter(lambda value: 0)

@@ -3,13 +3,19 @@
 from django.contrib import messages
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.views.csrf import csrf_failure as html_csrf_failure
 from django.views.decorators.http import require_GET, require_POST
 from django.views.defaults import page_not_found as html_page_not_found
 
-from .exceptions import CounterNotFound
+from .exceptions import CounterError, CounterNotFound
 from .models import GLOBAL
-from .selectors import counter_get
-from .services import counter_take
+from .selectors import counter_get, session_counter_get
+from .services import (
+    counter_take,
+    session_counter_decrement,
+    session_counter_increment,
+    session_counter_reset,
+)
 
 
 @require_GET
@@ -28,10 +34,58 @@ def take(request):
     return redirect("counters:index")
 
 
+@require_GET
+def me(request):
+    value = session_counter_get(request.session)
+    return render(request, "counters/me.html", {"value": value})
+
+
+def _change_mine(request, change) -> object:
+    try:
+        value = change(request.session)
+    except CounterError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Your counter is now {value}")
+    return redirect("counters:me")
+
+
+@require_POST
+def me_increment(request):
+    return _change_mine(request, session_counter_increment)
+
+
+@require_POST
+def me_decrement(request):
+    return _change_mine(request, session_counter_decrement)
+
+
+@require_POST
+def me_reset(request):
+    return _change_mine(request, session_counter_reset)
+
+
+def _wants_json(request) -> bool:
+    return request.path.startswith("/api/")
+
+
 def page_not_found(request, exception):
     """Answer an unknown URL with JSON under /api/ and with a page elsewhere."""
-    if request.path.startswith("/api/"):
+    if _wants_json(request):
         return JsonResponse(
             {"error": f"There is nothing at {request.path}."}, status=404
         )
     return html_page_not_found(request, exception)
+
+
+def csrf_failure(request, reason=""):
+    """Refuse a request without a valid CSRF token: JSON under /api/."""
+    if _wants_json(request):
+        return JsonResponse(
+            {
+                "error": "CSRF check failed: send the csrftoken cookie's value "
+                "in an X-CSRFToken header (GET /api/me/ sets the cookie)."
+            },
+            status=403,
+        )
+    return html_csrf_failure(request, reason)

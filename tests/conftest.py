@@ -15,10 +15,10 @@ import pytest
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
-from counterproject.settings import database_from_url
+from counterproject.settings import database_from_url, redis_cache
 from counters.models import GLOBAL, Counter
 
-from .servers import PostgresCluster, gunicorn
+from .servers import PostgresCluster, RedisServer, gunicorn
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -33,16 +33,47 @@ def unavailable(message: str):
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresCluster]:
     """Start a throwaway PostgreSQL cluster for the whole session."""
-    cluster = None
     try:
         cluster = PostgresCluster(max_connections=300)
-        cluster.start()
     except Exception as exc:  # noqa: BLE001 - any failure means "no server"
-        if cluster is not None:
-            cluster.destroy()
         unavailable(f"PostgreSQL could not start: {exc}")
+    started(cluster, "PostgreSQL")
     yield cluster
     cluster.destroy()
+
+
+def started(server, what: str):
+    """Start ``server``, or skip/fail the test if it cannot start."""
+    try:
+        server.start()
+    except Exception as exc:  # noqa: BLE001 - any failure means "no server"
+        server.destroy()
+        unavailable(f"{what} could not start: {exc}")
+    return server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """Start a throwaway Redis for the whole session."""
+    server = started(RedisServer(), "Redis")
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def redis_outage_server() -> Iterator[RedisServer]:
+    """Start a Redis of the test's own, which the test may stop and restart."""
+    server = started(RedisServer(), "Redis")
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def redis_cache_settings(settings, redis_server):
+    """Cache sessions in the session's Redis, as REDIS_URL does."""
+    redis_server.client().flushall()
+    settings.CACHES = {"default": redis_cache(redis_server.url)}
+    return redis_server
 
 
 @pytest.fixture(scope="session")

@@ -147,3 +147,43 @@ def gunicorn(
     )
     executor.base_url = f"http://127.0.0.1:{port}"
     return executor
+
+
+class RedisServer:
+    """A throwaway Redis on loopback that can be stopped and started again."""
+
+    def __init__(self) -> None:
+        from pytest_redis.executor import RedisExecutor
+
+        executable = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.dir = Path(tempfile.mkdtemp(prefix="counters-redis-"))
+        self.port = port_for.select_random()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._executor = RedisExecutor(
+            executable=executable,
+            databases=4,
+            redis_timeout=30,
+            loglevel="notice",
+            host="127.0.0.1",
+            port=self.port,
+            datadir=self.dir,
+            # No automatic snapshots: a test takes one with SAVE when it
+            # wants Redis to come back holding old data.
+            save="",
+        )
+
+    def start(self) -> None:
+        self._executor.start()
+
+    def stop(self) -> None:
+        if self._executor.running():
+            self._executor.stop()
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def client(self):
+        import redis
+
+        return redis.Redis.from_url(self.url, socket_timeout=5)

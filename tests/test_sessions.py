@@ -1,0 +1,195 @@
+"""Per-user counters kept in cached sessions (Redis through django-redis)."""
+
+import pytest
+from django.contrib.sessions.models import Session
+from django.core.cache import cache
+from django.test import Client
+
+from counters.exceptions import InvalidStep, OutOfRange
+from counters.models import INT64_MAX
+from counters.sessions import COUNTER_KEY, SessionStore
+from counters.services import session_counter_increment
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def visitor(redis_cache_settings):
+    """A browser-like client that has fetched the CSRF cookie."""
+    client = Client(enforce_csrf_checks=True)
+    assert client.get("/api/me/").status_code == 200
+    return client
+
+
+def post(client: Client, path: str, **extra):
+    token = client.cookies["csrftoken"].value
+    return client.post(path, HTTP_X_CSRFTOKEN=token, **extra)
+
+
+def test_new_visitor_starts_at_zero_without_a_session(redis_cache_settings):
+    client = Client()
+    response = client.get("/api/me/")
+    assert response.json() == {"value": 0}
+    assert "csrftoken" in response.cookies
+    assert "sessionid" not in response.cookies
+    assert Session.objects.count() == 0
+
+
+def test_first_increment_creates_the_session(visitor):
+    response = post(visitor, "/api/me/increment/")
+    assert response.status_code == 200
+    assert response.json() == {"value": 1}
+    assert "sessionid" in response.cookies
+    assert post(visitor, "/api/me/increment/").json() == {"value": 2}
+    assert post(visitor, "/api/me/decrement/").json() == {"value": 1}
+    assert visitor.get("/api/me/").json() == {"value": 1}
+    assert post(visitor, "/api/me/reset/").json() == {"value": 0}
+
+
+def test_session_is_cached_in_redis_under_the_project_prefix(
+    visitor, redis_cache_settings
+):
+    post(visitor, "/api/me/increment/")
+    key = visitor.cookies["sessionid"].value
+    stored = redis_cache_settings.client().keys("*")
+    assert stored == [f"counters:1:session:{key}".encode()]
+    assert cache.get(f"session:{key}")[COUNTER_KEY] == 1
+    row = Session.objects.get(session_key=key)
+    assert SessionStore().decode(row.session_data)[COUNTER_KEY] == 1
+
+
+def test_two_visitors_never_see_each_others_counters(redis_cache_settings):
+    alice = Client(enforce_csrf_checks=True)
+    bob = Client(enforce_csrf_checks=True)
+    for client in (alice, bob):
+        client.get("/api/me/")
+    for _ in range(3):
+        post(alice, "/api/me/increment/")
+    post(bob, "/api/me/decrement/")
+    assert alice.get("/api/me/").json() == {"value": 3}
+    assert bob.get("/api/me/").json() == {"value": -1}
+    assert Client().get("/api/me/").json() == {"value": 0}
+
+
+def test_post_without_csrf_token_is_a_json_403(visitor):
+    post(visitor, "/api/me/increment/")
+    response = visitor.post("/api/me/increment/")
+    assert response.status_code == 403
+    assert "X-CSRFToken" in response.json()["error"]
+    assert visitor.get("/api/me/").json() == {"value": 1}
+
+
+def test_step_can_be_given_as_json(visitor):
+    response = post(
+        visitor, "/api/me/increment/", data={"by": 5}, content_type="application/json"
+    )
+    assert response.json() == {"value": 5}
+    response = post(
+        visitor, "/api/me/decrement/", data={"by": 2}, content_type="application/json"
+    )
+    assert response.json() == {"value": 3}
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"by": 0}, "The step must be a non-zero integer, not 0."),
+        ({"by": "x"}, "The step must be a non-zero integer, not 'x'."),
+        ({"by": 1.5}, "The step must be a non-zero integer, not 1.5."),
+        ({"step": 1}, 'The request body may only hold "by"'),
+    ],
+)
+def test_bad_step_is_a_json_400_and_changes_nothing(visitor, body, message):
+    post(visitor, "/api/me/increment/")
+    response = post(
+        visitor, "/api/me/increment/", data=body, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+    assert visitor.get("/api/me/").json() == {"value": 1}
+
+
+def test_wrong_method_is_a_json_405(visitor):
+    response = visitor.get("/api/me/increment/")
+    assert response.status_code == 405
+    assert response.json()["error"] == "Method GET is not allowed here; use POST."
+
+
+def test_leaving_64_bits_is_refused(visitor):
+    post(visitor, "/api/me/increment/", data={"by": INT64_MAX},
+         content_type="application/json")
+    response = post(visitor, "/api/me/increment/")
+    assert response.status_code == 400
+    assert "Your counter is at" in response.json()["error"]
+    assert visitor.get("/api/me/").json() == {"value": INT64_MAX}
+
+
+def test_page_buttons_change_the_counter_and_flash_the_value(redis_cache_settings):
+    client = Client()
+    page = client.get("/me/").content.decode()
+    assert 'data-testid="value">0<' in page
+    for action in ("increment", "decrement", "reset"):
+        assert f'action="/me/{action}/"' in page
+
+    response = client.post("/me/increment/")
+    assert response.status_code == 302 and response["Location"] == "/me/"
+    page = client.get("/me/").content.decode()
+    assert "Your counter is now 1" in page and 'data-testid="value">1<' in page
+    assert "Your counter is now" not in client.get("/me/").content.decode()
+
+    client.post("/me/increment/")
+    client.post("/me/decrement/")
+    assert "Your counter is now 1" in client.get("/me/").content.decode()
+    client.post("/me/reset/")
+    page = client.get("/me/").content.decode()
+    assert "Your counter is now 0" in page and 'data-testid="value">0<' in page
+    assert client.get("/me/increment/").status_code == 405
+
+
+def test_a_stale_copy_saved_later_keeps_the_stored_counter(redis_cache_settings):
+    first = SessionStore()
+    session_counter_increment(first)
+    key = first.session_key
+
+    # Two requests of one session load it at the same time…
+    slow, fast = SessionStore(key), SessionStore(key)
+    slow["note"] = "written by a slow request"
+    session_counter_increment(fast, by=10)
+    # …and the slow one saves last, holding the counter it loaded (1).
+    slow.save()
+
+    fresh = SessionStore(key)
+    assert fresh.counter_value() == 11
+    assert fresh[COUNTER_KEY] == 11
+    assert fresh["note"] == "written by a slow request"
+
+
+def test_counter_is_read_from_the_database_not_a_stale_cache(visitor):
+    for _ in range(3):
+        post(visitor, "/api/me/increment/")
+    key = visitor.cookies["sessionid"].value
+    # What a Redis restarted from an old snapshot would hold.
+    cache.set(f"session:{key}", {COUNTER_KEY: 1})
+    assert visitor.get("/api/me/").json() == {"value": 3}
+    assert post(visitor, "/api/me/increment/").json() == {"value": 4}
+    assert cache.get(f"session:{key}")[COUNTER_KEY] == 4
+
+
+def test_a_new_session_key_keeps_the_counter(redis_cache_settings):
+    store = SessionStore()
+    session_counter_increment(store, by=7)
+    old_key = store.session_key
+    store.cycle_key()  # as login() does
+    store.save()
+    assert store.session_key != old_key
+    assert SessionStore(store.session_key).counter_value() == 7
+
+
+def test_service_errors_change_nothing(redis_cache_settings):
+    store = SessionStore()
+    session_counter_increment(store)
+    with pytest.raises(InvalidStep):
+        session_counter_increment(store, by=0)
+    with pytest.raises(OutOfRange):
+        session_counter_increment(store, by=INT64_MAX)
+    assert SessionStore(store.session_key).counter_value() == 1
