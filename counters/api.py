@@ -14,6 +14,7 @@ from functools import wraps
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 
+from .audit import Actor
 from .exceptions import CounterError, CounterNotFound, CounterNotPublic
 from .selectors import counter_get, session_counter_get
 from .services import (
@@ -102,7 +103,8 @@ def counter_increment(request, name: str):
     by = requested_step(request)
     if by != 1 or isinstance(by, bool):
         raise BadRequestBody("Anonymous clients may only increment by exactly 1.")
-    return JsonResponse({"name": name, "value": counter_take(name, public_only=True)})
+    number = counter_take(name, actor=Actor.for_api(request), public_only=True)
+    return JsonResponse({"name": name, "value": number})
 
 
 # --- The visitor's own counter ----------------------------------------------

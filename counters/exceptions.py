@@ -20,3 +20,15 @@ class InvalidValue(CounterError):
 
 class OutOfRange(CounterError):
     """The result would leave the signed 64-bit range."""
+
+
+class InvalidName(CounterError):
+    """The name is not a valid counter name."""
+
+
+class CounterExists(CounterError):
+    """A counter with that name exists already."""
+
+
+class CounterProtected(CounterError):
+    """The counter may not be deleted."""

@@ -3,7 +3,7 @@
 from django.db.models import QuerySet
 
 from .exceptions import CounterNotFound
-from .models import Counter
+from .models import Counter, CounterEvent
 from .sessions import SessionStore
 
 
@@ -23,3 +23,16 @@ def counter_list() -> QuerySet[Counter]:
 def session_counter_get(session: SessionStore) -> int:
     """Return the visitor's own counter (0 for a new visitor)."""
     return session.counter_value()
+
+
+def counter_history(name: str, *, limit: int = 20) -> list[CounterEvent]:
+    """
+    Return the named counter's latest audit entries, newest first.
+
+    A deleted counter keeps its history; a name with neither a counter nor a
+    history raises ``CounterNotFound``.
+    """
+    events = list(CounterEvent.objects.filter(counter_name=name)[:limit])
+    if not events and not Counter.objects.filter(name=name).exists():
+        raise CounterNotFound(f"There is no counter named {name!r}.")
+    return events

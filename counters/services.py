@@ -6,19 +6,29 @@ Each change is one short transaction that locks the counter's row with
 ``BEGIN IMMEDIATE``), so concurrent callers are serialized: no value is handed
 out twice and none is skipped. Arguments are checked before anything is
 locked, and a failed check raises a ``CounterError`` that changes nothing.
+
+A change made with an ``actor`` from the admin or a command is recorded in
+the audit trail in the same transaction; a web or API take is recorded when
+the counter's ``audit_takes`` is on.
 """
 
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_slug
+from django.db import IntegrityError, transaction
 from django.db.models import F
 
+from .audit import Actor
 from .exceptions import (
+    CounterExists,
     CounterNotFound,
     CounterNotPublic,
+    CounterProtected,
+    InvalidName,
     InvalidStep,
     InvalidValue,
     OutOfRange,
 )
-from .models import INT64_MAX, INT64_MIN, Counter
+from .models import GLOBAL, INT64_MAX, INT64_MIN, Action, Counter, CounterEvent
 from .sessions import SessionStore
 
 
@@ -42,7 +52,7 @@ def _check_sum(label: str, value: int, by: int) -> None:
 
 def _locked(name: str, *, public_only: bool = False) -> Counter:
     """Return the named counter with its row locked until the transaction ends."""
-    counters = Counter.objects.select_for_update().only("value")
+    counters = Counter.objects.select_for_update().only("value", "audit_takes")
     if public_only:
         counters = counters.filter(public=True)
     try:
@@ -57,20 +67,38 @@ def _locked(name: str, *, public_only: bool = False) -> Counter:
         raise CounterNotFound(f"There is no counter named {name!r}.") from None
 
 
-def _add(name: str, by: int, *, public_only: bool = False) -> int:
+def _record(name, action, old, new, actor: Actor | None, *, audit_takes=False):
+    """Add an audit entry when the actor's changes are recorded."""
+    if actor is None or not (actor.always_recorded or audit_takes):
+        return
+    CounterEvent.objects.create(
+        counter_name=name,
+        action=action,
+        old_value=old,
+        new_value=new,
+        source=actor.source,
+        actor=actor.who,
+    )
+
+
+def _add(name: str, by: int, action: Action, *, actor=None, public_only=False) -> int:
     """Add ``by`` under the row lock and return the value this call produced."""
     _check_step(by)
     with transaction.atomic():
         counter = _locked(name, public_only=public_only)
         _check_sum(f"Counter {name!r}", counter.value, by)
+        old = counter.value
         counter.value = F("value") + by
         # Django 6 reads the new value back with UPDATE … RETURNING: no extra
         # SELECT while the row is locked.
         counter.save(update_fields=["value", "updated_at"])
+        _record(name, action, old, counter.value, actor, audit_takes=counter.audit_takes)
     return counter.value
 
 
-def counter_take(name: str, *, public_only: bool = False) -> int:
+def counter_take(
+    name: str, *, actor: Actor | None = None, public_only: bool = False
+) -> int:
     """
     Take the next number from the named counter and return it.
 
@@ -78,36 +106,91 @@ def counter_take(name: str, *, public_only: bool = False) -> int:
     consecutive numbers. With ``public_only``, a counter that is not public
     raises ``CounterNotPublic``.
     """
-    return _add(name, 1, public_only=public_only)
+    return _add(name, 1, Action.TAKE, actor=actor, public_only=public_only)
 
 
-def counter_increment(name: str, *, by: int = 1) -> int:
+def counter_increment(name: str, *, by: int = 1, actor: Actor | None = None) -> int:
     """Add ``by`` to the named counter and return the value this call produced."""
-    return _add(name, by)
+    return _add(name, by, Action.INCREMENT, actor=actor)
 
 
-def counter_decrement(name: str, *, by: int = 1) -> int:
+def counter_decrement(name: str, *, by: int = 1, actor: Actor | None = None) -> int:
     """Subtract ``by`` from the named counter and return the resulting value."""
     _check_step(by)
-    return _add(name, -by)
+    return _add(name, -by, Action.DECREMENT, actor=actor)
 
 
-def counter_set(name: str, value: int) -> int:
-    """Set the named counter to ``value`` and return it."""
+def _set(name: str, value: int, action: Action, *, actor: Actor | None) -> int:
+    """Set the value under the row lock and return it."""
     if not _is_int(value):
         raise InvalidValue(f"The value must be an integer, not {value!r}.")
     if not INT64_MIN <= value <= INT64_MAX:
         raise OutOfRange(f"{value} is outside the signed 64-bit range.")
     with transaction.atomic():
         counter = _locked(name)
+        old = counter.value
         counter.value = value
         counter.save(update_fields=["value", "updated_at"])
+        _record(name, action, old, value, actor)
     return value
 
 
-def counter_reset(name: str) -> int:
+def counter_set(name: str, value: int, *, actor: Actor | None = None) -> int:
+    """Set the named counter to ``value`` and return it."""
+    return _set(name, value, Action.SET, actor=actor)
+
+
+def counter_reset(name: str, *, actor: Actor | None = None) -> int:
     """Set the named counter back to 0 and return 0."""
-    return counter_set(name, 0)
+    return _set(name, 0, Action.RESET, actor=actor)
+
+
+def counter_create(
+    name: str,
+    *,
+    public: bool = False,
+    audit_takes: bool = False,
+    actor: Actor | None = None,
+) -> Counter:
+    """Create a counter at 0 and return it."""
+    try:
+        validate_slug(name)
+    except ValidationError:
+        raise InvalidName(
+            f"{name!r} is not a valid counter name: use letters, digits, "
+            "hyphens and underscores."
+        ) from None
+    if len(name) > Counter._meta.get_field("name").max_length:
+        raise InvalidName("A counter name has at most 100 characters.")
+    try:
+        with transaction.atomic():
+            counter = Counter.objects.create(
+                name=name, public=public, audit_takes=audit_takes
+            )
+            _record(name, Action.CREATE, None, 0, actor)
+    except IntegrityError:
+        raise CounterExists(f"A counter named {name!r} already exists.") from None
+    return counter
+
+
+def counter_configure(name: str, *, public: bool, audit_takes: bool) -> None:
+    """Change a counter's options; its value is left as it stands."""
+    updated = Counter.objects.filter(name=name).update(
+        public=public, audit_takes=audit_takes
+    )
+    if not updated:
+        raise CounterNotFound(f"There is no counter named {name!r}.")
+
+
+def counter_delete(name: str, *, actor: Actor | None = None) -> int:
+    """Delete the named counter and return its last value."""
+    if name == GLOBAL:
+        raise CounterProtected(f"The {GLOBAL!r} counter cannot be deleted.")
+    with transaction.atomic():
+        counter = _locked(name)
+        _record(name, Action.DELETE, counter.value, None, actor)
+        counter.delete()
+    return counter.value
 
 
 # --- Per-user counters, kept in the visitor's session (#3) ------------------

@@ -7,6 +7,7 @@ from django.views.csrf import csrf_failure as html_csrf_failure
 from django.views.decorators.http import require_GET, require_POST
 from django.views.defaults import page_not_found as html_page_not_found
 
+from .audit import Actor
 from .exceptions import CounterError, CounterNotFound
 from .models import GLOBAL
 from .selectors import counter_get, session_counter_get
@@ -29,7 +30,7 @@ def index(request):
 
 @require_POST
 def take(request):
-    number = counter_take(GLOBAL)
+    number = counter_take(GLOBAL, actor=Actor.for_visitor(request))
     messages.success(request, f"Your number is {number}")
     return redirect("counters:index")
 

@@ -5,7 +5,9 @@ GLOBAL = "global"
 
 def create_global(apps, schema_editor):
     Counter = apps.get_model("counters", "Counter")
-    Counter.objects.get_or_create(name=GLOBAL, defaults={"value": 0, "public": True})
+    Counter.objects.get_or_create(
+        name=GLOBAL, defaults={"value": 0, "public": True, "audit_takes": True}
+    )
 
 
 def delete_global(apps, schema_editor):
