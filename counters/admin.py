@@ -1,0 +1,205 @@
+"""
+Staff screens. A counter's value changes only through actions that call the
+services under the row lock; the change form edits the other fields and never
+writes the value back, so a form opened long ago cannot undo takes made since.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from .audit import Actor
+from .exceptions import CounterError
+from .models import GLOBAL, INT64_MAX, INT64_MIN, Counter, CounterEvent
+from .services import (
+    counter_configure,
+    counter_create,
+    counter_decrement,
+    counter_delete,
+    counter_increment,
+    counter_reset,
+    counter_set,
+)
+
+OPERATIONS = {
+    "set": (lambda name, n, actor: counter_set(name, n, actor=actor), "Set to"),
+    "increment": (
+        lambda name, n, actor: counter_increment(name, by=n, actor=actor),
+        "Increase by",
+    ),
+    "decrement": (
+        lambda name, n, actor: counter_decrement(name, by=n, actor=actor),
+        "Decrease by",
+    ),
+    "reset": (lambda name, n, actor: counter_reset(name, actor=actor), "Reset to 0"),
+}
+
+
+class ValueChangeForm(forms.Form):
+    operation = forms.ChoiceField(
+        choices=[(key, label) for key, (_, label) in OPERATIONS.items()],
+        widget=forms.RadioSelect,
+        initial="set",
+    )
+    number = forms.IntegerField(
+        required=False,
+        min_value=INT64_MIN,
+        max_value=INT64_MAX,
+        help_text="The new value, or the step to add or subtract.",
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("operation") != "reset" and data.get("number") is None:
+            self.add_error("number", "Enter a whole number.")
+        return data
+
+
+@admin.register(Counter)
+class CounterAdmin(admin.ModelAdmin):
+    list_display = ["name", "value", "public", "audit_takes", "updated_at"]
+    list_filter = ["public"]
+    search_fields = ["name"]
+    actions = ["reset_selected", "change_value_selected"]
+    change_form_template = "admin/counters/counter/change_form.html"
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["name", "public", "audit_takes"]
+        return ["name", "value", "public", "audit_takes", "created_at", "updated_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return ["name", "value", "created_at", "updated_at"]
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.name == GLOBAL:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            counter_configure(obj.name, public=obj.public, audit_takes=obj.audit_takes)
+            return
+        created = counter_create(
+            obj.name,
+            public=obj.public,
+            audit_takes=obj.audit_takes,
+            actor=Actor.for_staff(request),
+        )
+        # The admin goes on with ``obj`` (log entry, redirect): fill it in.
+        for field in Counter._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(created, field.attname))
+
+    def delete_model(self, request, obj):
+        counter_delete(obj.name, actor=Actor.for_staff(request))
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for name in sorted(queryset.values_list("name", flat=True)):
+                counter_delete(name, actor=Actor.for_staff(request))
+
+    # --- Value changes, through the services ------------------------------
+
+    def _apply(self, request, names, operation, number) -> bool:
+        """Apply one operation to every named counter, or to none on error."""
+        change, label = OPERATIONS[operation]
+        actor = Actor.for_staff(request)
+        try:
+            # One transaction: a failure on any counter changes none. Rows
+            # are locked in name order, so two staff members cannot deadlock.
+            with transaction.atomic():
+                values = {name: change(name, number, actor) for name in sorted(names)}
+        except CounterError as exc:
+            self.message_user(request, f"Nothing changed: {exc}", messages.ERROR)
+            return False
+        summary = ", ".join(f"{name} = {value}" for name, value in values.items())
+        self.message_user(request, f"{label}: {summary}.", messages.SUCCESS)
+        return True
+
+    @admin.action(description="Reset selected counters to 0", permissions=["change"])
+    def reset_selected(self, request, queryset):
+        self._apply(request, queryset.values_list("name", flat=True), "reset", None)
+
+    @admin.action(
+        description="Change the value of selected counters…", permissions=["change"]
+    )
+    def change_value_selected(self, request, queryset):
+        form = ValueChangeForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            data = form.cleaned_data
+            names = queryset.values_list("name", flat=True)
+            self._apply(request, names, data["operation"], data["number"])
+            return None  # back to the list
+        return self._value_page(request, queryset, form, bulk=True)
+
+    def _value_page(self, request, queryset, form, *, bulk):
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Change the value",
+            "counters": list(queryset),
+            "form": form,
+            "bulk": bulk,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(
+            request, "admin/counters/counter/change_value.html", context
+        )
+
+    def get_urls(self):
+        value_view = self.admin_site.admin_view(self.change_value_view)
+        return [
+            path("<path:object_id>/value/", value_view, name="counters_counter_value"),
+            *super().get_urls(),
+        ]
+
+    def change_value_view(self, request, object_id):
+        """Change one counter's value through the services."""
+        counter = get_object_or_404(Counter, pk=object_id)
+        if not self.has_change_permission(request, counter):
+            raise PermissionDenied
+        form = ValueChangeForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            if self._apply(request, [counter.name], data["operation"], data["number"]):
+                return redirect(
+                    reverse("admin:counters_counter_change", args=[counter.pk])
+                )
+        queryset = Counter.objects.filter(pk=counter.pk)
+        return self._value_page(request, queryset, form, bulk=False)
+
+
+@admin.register(CounterEvent)
+class CounterEventAdmin(admin.ModelAdmin):
+    """The audit trail: read-only, newest first, built for large tables."""
+
+    list_display = [
+        "created_at",
+        "counter_name",
+        "action",
+        "old_value",
+        "new_value",
+        "source",
+        "actor",
+    ]
+    list_filter = ["source", "action", "counter_name"]
+    search_fields = ["=counter_name", "actor"]
+    ordering = ["-id"]
+    list_per_page = 100
+    # The full count is a second COUNT(*) over the whole trail: skip it.
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
