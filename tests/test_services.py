@@ -1,16 +1,24 @@
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from counters.audit import Actor
 from counters.exceptions import (
+    CounterExists,
     CounterNotFound,
     CounterNotPublic,
+    CounterProtected,
+    InvalidName,
     InvalidStep,
     InvalidValue,
     OutOfRange,
 )
-from counters.models import INT64_MAX, INT64_MIN, Counter
-from counters.selectors import counter_get, counter_list
+from counters.models import INT64_MAX, INT64_MIN, Counter, CounterEvent, Source
+from counters.selectors import counter_get, counter_history, counter_list
 from counters.services import (
+    counter_create,
     counter_decrement,
+    counter_delete,
     counter_increment,
     counter_reset,
     counter_set,
@@ -20,14 +28,21 @@ from counters.services import (
 # Each test runs inside a transaction (db) and in autocommit
 # (transactional_db): the services must behave the same in both.
 pytestmark = pytest.mark.parametrize(
-    "database", ["db", "transactional_db"], indirect=False
+    "database",
+    [
+        pytest.param("db", marks=pytest.mark.django_db),
+        pytest.param("transactional_db", marks=pytest.mark.django_db(transaction=True)),
+    ],
 )
 
 
 @pytest.fixture
-def counter(request, database):
-    request.getfixturevalue(database)
+def counter(database):
     return Counter.objects.create(name="tickets", value=10)
+
+
+def test_runs_in_the_mode_it_names(database):
+    assert connection.in_atomic_block is (database == "db")
 
 
 def value_of(name: str) -> int:
@@ -121,3 +136,84 @@ def test_selectors_read_counters(counter):
     assert names == sorted(names)
     with pytest.raises(CounterNotFound):
         counter_get("nope")
+
+
+# --- The audit trail (#4) ----------------------------------------------------
+
+SHELL = Actor(Source.CLI, "os:operator")
+VISITOR = Actor(Source.WEB, "session:abc")
+
+
+def trail(name="tickets") -> list[tuple]:
+    return list(
+        CounterEvent.objects.filter(counter_name=name)
+        .order_by("id")
+        .values_list("action", "old_value", "new_value", "source", "actor")
+    )
+
+
+def test_every_change_with_a_command_actor_is_recorded(counter):
+    counter_increment("tickets", by=5, actor=SHELL)
+    counter_decrement("tickets", by=2, actor=SHELL)
+    counter_set("tickets", 100, actor=SHELL)
+    counter_reset("tickets", actor=SHELL)
+    counter_create("fresh", public=True, actor=SHELL)
+    assert counter_delete("tickets", actor=SHELL) == 0
+    assert trail() == [
+        ("increment", 10, 15, "cli", "os:operator"),
+        ("decrement", 15, 13, "cli", "os:operator"),
+        ("set", 13, 100, "cli", "os:operator"),
+        ("reset", 100, 0, "cli", "os:operator"),
+        ("delete", 0, None, "cli", "os:operator"),
+    ]
+    assert trail("fresh") == [("create", None, 0, "cli", "os:operator")]
+
+
+def test_takes_are_recorded_only_where_the_counter_asks(counter):
+    counter_take("tickets", actor=VISITOR)
+    assert trail() == []
+    Counter.objects.filter(name="tickets").update(audit_takes=True)
+    number = counter_take("tickets", actor=VISITOR)
+    assert trail() == [("take", number - 1, number, "web", "session:abc")]
+    # "Who got number N?"
+    assert CounterEvent.objects.get(new_value=number).actor == "session:abc"
+
+
+def test_an_unrecorded_take_does_no_extra_write(counter):
+    with CaptureQueriesContext(connection) as queries:
+        counter_take("tickets", actor=VISITOR)
+    writes = [q["sql"] for q in queries if q["sql"].startswith(("INSERT", "UPDATE"))]
+    assert len(writes) == 1 and writes[0].startswith("UPDATE")
+
+
+def test_a_failed_change_records_nothing(counter):
+    counter_set("tickets", INT64_MAX, actor=SHELL)
+    with pytest.raises(OutOfRange):
+        counter_increment("tickets", actor=SHELL)
+    assert [row[0] for row in trail()] == ["set"]
+
+
+def test_create_checks_the_name(counter):
+    with pytest.raises(CounterExists, match="A counter named 'tickets' already"):
+        counter_create("tickets")
+    with pytest.raises(InvalidName, match="'two words' is not a valid counter name"):
+        counter_create("two words")
+    with pytest.raises(InvalidName, match="at most 100 characters"):
+        counter_create("x" * 101)
+    assert not CounterEvent.objects.exists()
+
+
+def test_global_counter_cannot_be_deleted(counter):
+    Counter.objects.get_or_create(name="global")
+    with pytest.raises(CounterProtected, match="'global' counter cannot be deleted"):
+        counter_delete("global", actor=SHELL)
+    assert Counter.objects.filter(name="global").exists()
+
+
+def test_history_outlives_the_counter(counter):
+    counter_increment("tickets", actor=SHELL)
+    counter_delete("tickets", actor=SHELL)
+    assert [e.action for e in counter_history("tickets")] == ["delete", "increment"]
+    assert [e.action for e in counter_history("tickets", limit=1)] == ["delete"]
+    with pytest.raises(CounterNotFound):
+        counter_history("never-existed")
