@@ -101,9 +101,9 @@ def database_url() -> str:
 
 @pytest.fixture
 def global_counter(db) -> Counter:
-    """Return the ``global`` counter at 0 (flushes may have removed it)."""
+    """Return the ``global`` counter as migrated (flushes may have removed it)."""
     counter, _ = Counter.objects.update_or_create(
-        name=GLOBAL, defaults={"value": 0, "public": True}
+        name=GLOBAL, defaults={"value": 0, "public": True, "audit_takes": True}
     )
     return counter
 

@@ -3,7 +3,7 @@ import json
 import pytest
 from django.test import Client
 
-from counters.models import Counter
+from counters.models import Counter, CounterEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -130,3 +130,9 @@ def test_form_encoded_step_other_than_one_is_refused(api, global_counter):
         "Anonymous clients may only increment by exactly 1."
     )
     assert Counter.objects.get(name="global").value == 0
+
+
+def test_api_take_records_the_client_address(api, global_counter):
+    number = api.post("/api/counters/global/increment/").json()["value"]
+    event = CounterEvent.objects.get(counter_name="global", new_value=number)
+    assert (event.action, event.source, event.actor) == ("take", "api", "ip:127.0.0.1")

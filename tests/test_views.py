@@ -1,7 +1,7 @@
 import pytest
 from django.test import Client
 
-from counters.models import Counter
+from counters.models import Counter, CounterEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -77,3 +77,16 @@ def test_stylesheet_is_served_by_the_project(client, global_counter):
     html = client.get("/").content.decode()
     assert 'href="/static/counters/site.' in html
     assert "http://" not in html and "https://" not in html
+
+
+def test_web_take_records_who_got_the_number(client, global_counter):
+    client.post("/take/")
+    event = CounterEvent.objects.get(counter_name="global", new_value=1)
+    assert (event.action, event.source) == ("take", "web")
+    session_key = client.cookies["sessionid"].value
+    # The trail names the visitor's session without storing its secret key.
+    assert event.actor.startswith("session:")
+    assert session_key not in event.actor
+    client.post("/take/")
+    second = CounterEvent.objects.get(counter_name="global", new_value=2)
+    assert second.actor == event.actor
