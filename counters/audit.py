@@ -47,6 +47,7 @@ class Actor:
         """Return the operating-system user running a command."""
         try:
             who = getpass.getuser()
-        except OSError:
+        except (OSError, KeyError):
+            # No login name and no passwd entry, as in some containers.
             who = "unknown"
         return cls(Source.CLI, f"os:{who}")

@@ -32,3 +32,7 @@ class CounterExists(CounterError):
 
 class CounterProtected(CounterError):
     """The counter may not be deleted."""
+
+
+class InvalidLimit(CounterError):
+    """A listing limit is not a positive integer."""

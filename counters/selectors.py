@@ -2,7 +2,7 @@
 
 from django.db.models import QuerySet
 
-from .exceptions import CounterNotFound
+from .exceptions import CounterNotFound, InvalidLimit
 from .models import Counter, CounterEvent
 from .sessions import SessionStore
 
@@ -32,6 +32,8 @@ def counter_history(name: str, *, limit: int = 20) -> list[CounterEvent]:
     A deleted counter keeps its history; a name with neither a counter nor a
     history raises ``CounterNotFound``.
     """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidLimit(f"The limit must be a positive integer, not {limit!r}.")
     events = list(CounterEvent.objects.filter(counter_name=name)[:limit])
     if not events and not Counter.objects.filter(name=name).exists():
         raise CounterNotFound(f"There is no counter named {name!r}.")

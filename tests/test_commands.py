@@ -420,7 +420,7 @@ def test_delete_without_yes_and_without_terminal_is_refused(tickets, no_terminal
 @pytest.mark.parametrize("limit", ["0", "-1"])
 def test_history_limit_must_be_positive(tickets, limit):
     assert fails("history", "tickets", "--limit", limit) == (
-        f"--limit must be a positive integer, not {limit}."
+        f"The limit must be a positive integer, not {limit}."
     )
 
 
