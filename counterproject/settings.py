@@ -183,6 +183,11 @@ SESSION_ENGINE = "counters.sessions"
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 CSRF_FAILURE_VIEW = "counters.views.csrf_failure"
 
+# --- Demonstrations -----------------------------------------------------------
+
+# Serve the naive module-level counter at /api/naive/increment/ (#5).
+COUNTERS_NAIVE_DEMO = env_flag("COUNTERS_NAIVE_DEMO", default=False)
+
 # --- Internationalization ---------------------------------------------------
 
 LANGUAGE_CODE = "en-us"

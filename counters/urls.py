@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, views
+from . import api, naive, views
 
 app_name = "counters"
 
@@ -21,4 +21,5 @@ urlpatterns = [
     path("api/me/increment/", api.me_increment, name="api-me-increment"),
     path("api/me/decrement/", api.me_decrement, name="api-me-decrement"),
     path("api/me/reset/", api.me_reset, name="api-me-reset"),
+    path("api/naive/increment/", naive.increment, name="api-naive-increment"),
 ]

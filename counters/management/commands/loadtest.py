@@ -1,0 +1,222 @@
+"""
+``manage.py loadtest``: hammer an increment endpoint and check every number.
+
+N clients on keep-alive connections send M POST requests in all, collect each
+number returned and report throughput, latency, duplicates and gaps. It exits
+0 only when every request succeeded and the numbers are unique and
+consecutive, so it doubles as a correctness check in scripts.
+"""
+
+import asyncio
+import json
+import time
+from collections import Counter as Tally
+from dataclasses import dataclass, field
+
+import aiohttp
+from django.core.management.base import BaseCommand, CommandError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+DEFAULT_URL = "http://127.0.0.1:8000/api/counters/global/increment/"
+SHOWN = 10  # duplicates and gaps listed at most
+
+
+@dataclass
+class Results:
+    requests: int
+    latencies: list[float] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)
+    errors: Tally = field(default_factory=Tally)
+    elapsed: float = 0.0
+
+    def percentile(self, share: float) -> float:
+        """Return the latency (ms) below which ``share`` of requests fell."""
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        index = min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))
+        return ordered[index] * 1000
+
+    def summary(self) -> dict:
+        seen = Tally(self.numbers)
+        duplicates = sorted(n for n, times in seen.items() if times > 1)
+        distinct = sorted(seen)
+        gaps = distinct[-1] - distinct[0] + 1 - len(distinct) if distinct else 0
+        ok = len(self.numbers)
+        return {
+            "requests": self.requests,
+            "ok": ok,
+            "errors": dict(sorted(self.errors.items())),
+            "seconds": round(self.elapsed, 3),
+            "rps": round(self.requests / self.elapsed, 1) if self.elapsed else 0.0,
+            "p50_ms": round(self.percentile(0.50), 2),
+            "p95_ms": round(self.percentile(0.95), 2),
+            "p99_ms": round(self.percentile(0.99), 2),
+            "max_ms": round(max(self.latencies, default=0) * 1000, 2),
+            "duplicates": sum(seen[n] - 1 for n in duplicates),
+            "gaps": gaps,
+            "consecutive": ok == self.requests and not duplicates and not gaps,
+            "first": min(seen, default=None),
+            "last": max(seen, default=None),
+            "first_duplicates": duplicates[:SHOWN],
+            "first_gaps": first_gaps(distinct),
+        }
+
+
+def first_gaps(distinct: list[int]) -> list[int]:
+    """Return the first missing numbers between the sorted ``distinct`` ones."""
+    missing: list[int] = []
+    for low, high in zip(distinct, distinct[1:]):
+        missing.extend(range(low + 1, min(high, low + 1 + SHOWN - len(missing))))
+        if len(missing) >= SHOWN:
+            break
+    return missing
+
+
+async def _client(session, url, results, todo, deadline, tick):
+    while todo[0] > 0 and time.monotonic() < deadline:
+        todo[0] -= 1
+        started = time.perf_counter()
+        try:
+            async with session.post(url) as response:
+                body = await response.read()
+                status = response.status
+        except TimeoutError:
+            results.errors["timeout"] += 1
+        except aiohttp.ClientError as exc:
+            results.errors[f"connection: {type(exc).__name__}"] += 1
+        else:
+            results.latencies.append(time.perf_counter() - started)
+            if status != 200:
+                results.errors[f"http {status}"] += 1
+            else:
+                try:
+                    results.numbers.append(int(json.loads(body)["value"]))
+                except (ValueError, KeyError, TypeError):
+                    results.errors["bad body"] += 1
+        tick()
+
+
+async def run_load(url, clients, requests, *, timeout, max_seconds, tick=None):
+    """Send ``requests`` POSTs to ``url`` from ``clients`` clients; return Results."""
+    results = Results(requests=requests)
+    todo = [requests]  # shared by the clients: one event loop, no lock needed
+    connector = aiohttp.TCPConnector(limit=clients, force_close=False)
+    client_timeout = aiohttp.ClientTimeout(total=timeout)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=client_timeout, skip_auto_headers=["User-Agent"]
+    ) as session:
+        started = time.perf_counter()
+        deadline = time.monotonic() + max_seconds
+        await asyncio.gather(
+            *(
+                _client(session, url, results, todo, deadline, tick or (lambda: None))
+                for _ in range(clients)
+            )
+        )
+        results.elapsed = time.perf_counter() - started
+    unsent = todo[0]
+    if unsent > 0:
+        results.errors["not sent (time limit)"] += unsent
+    return results
+
+
+def positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError
+    return number
+
+
+positive.__name__ = "positive integer"  # argparse names the type in errors
+
+
+class Command(BaseCommand):
+    help = (
+        "Send concurrent POSTs to an increment endpoint and check that the "
+        "numbers returned are unique and consecutive."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--url", default=DEFAULT_URL, help=f"Default {DEFAULT_URL}")
+        parser.add_argument("--clients", type=positive, default=50, metavar="N")
+        parser.add_argument("--requests", type=positive, default=1000, metavar="M")
+        parser.add_argument(
+            "--timeout", type=float, default=30.0, help="Seconds per request."
+        )
+        parser.add_argument(
+            "--max-seconds",
+            type=float,
+            default=600.0,
+            help="Stop sending after this long; unsent requests count as errors.",
+        )
+        parser.add_argument("--json", action="store_true", dest="as_json")
+
+    def handle(self, *args, url, clients, requests, timeout, max_seconds, as_json,
+               **options):
+        if not url.startswith(("http://", "https://")):
+            raise CommandError(f"--url must be an http:// or https:// URL, not {url!r}.")
+        results = self.run(url, clients, requests, timeout, max_seconds, as_json)
+        summary = results.summary()
+        if as_json:
+            self.stdout.write(json.dumps({"url": url, "clients": clients, **summary}))
+        else:
+            self.print_table(url, clients, summary)
+        problems = self.problems(summary)
+        if problems:
+            raise CommandError(problems)
+
+    def run(self, url, clients, requests, timeout, max_seconds, as_json) -> Results:
+        load = lambda tick=None: run_load(  # noqa: E731
+            url, clients, requests, timeout=timeout, max_seconds=max_seconds,
+            tick=tick,
+        )
+        if as_json or not self.stdout.isatty():
+            return asyncio.run(load())
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+        console = Console(file=self.stdout._out)
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task(f"POST {url}", total=requests)
+            return asyncio.run(load(lambda: progress.advance(task)))
+
+    def print_table(self, url, clients, summary) -> None:
+        table = Table(title="loadtest", show_header=False)
+        table.add_column(style="bold")
+        table.add_column(justify="right")
+        errors = ", ".join(f"{k}: {v}" for k, v in summary["errors"].items())
+        rows = [
+            ("url", url),
+            ("clients", clients),
+            ("requests", summary["requests"]),
+            ("ok", summary["ok"]),
+            ("errors", errors or "0"),
+            ("throughput", f"{summary['rps']} req/s"),
+            ("latency p50 / p95 / p99", "{p50_ms} / {p95_ms} / {p99_ms} ms".format(
+                **summary)),
+            ("latency max", f"{summary['max_ms']} ms"),
+            ("numbers", f"{summary['first']} … {summary['last']}"),
+            ("duplicates", summary["duplicates"]),
+            ("gaps", summary["gaps"]),
+            ("consecutive", "yes" if summary["consecutive"] else "NO"),
+        ]
+        for name, value in rows:
+            table.add_row(name, str(value))
+        Console(file=self.stdout._out, width=100).print(table)
+
+    @staticmethod
+    def problems(summary) -> str:
+        """Return what went wrong, in one line, or "" when all is well."""
+        parts = []
+        failed = summary["requests"] - summary["ok"]
+        if failed:
+            parts.append(f"{failed} requests failed ({summary['errors']})")
+        if summary["duplicates"]:
+            parts.append(
+                f"{summary['duplicates']} duplicates, first: "
+                f"{summary['first_duplicates']}"
+            )
+        if summary["gaps"]:
+            parts.append(f"{summary['gaps']} gaps, first: {summary['first_gaps']}")
+        return "; ".join(parts)

@@ -1,0 +1,114 @@
+"""manage.py loadtest, and the naive demo it was made to expose (#5)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import Client
+
+from counters.management.commands.loadtest import Results
+
+from .conftest import database_url
+from .servers import ROOT
+
+
+def summary_of(numbers, requests=None, errors=None):
+    results = Results(requests=requests or len(numbers), numbers=list(numbers))
+    results.latencies = [0.001] * len(numbers)
+    results.elapsed = 1.0
+    if errors:
+        results.errors.update(errors)
+    return results.summary()
+
+
+def test_summary_of_consecutive_numbers():
+    summary = summary_of([3, 1, 2, 4])
+    assert (summary["duplicates"], summary["gaps"], summary["consecutive"]) == (
+        0, 0, True,
+    )
+    assert (summary["first"], summary["last"], summary["rps"]) == (1, 4, 4.0)
+
+
+def test_summary_counts_duplicates_and_gaps():
+    summary = summary_of([1, 1, 1, 2, 5, 7, 7])
+    assert summary["duplicates"] == 3  # two extra 1s and one extra 7
+    assert summary["gaps"] == 3  # 3, 4 and 6 are missing
+    assert summary["first_duplicates"] == [1, 7]
+    assert summary["first_gaps"] == [3, 4, 6]
+    assert summary["consecutive"] is False
+
+
+def test_summary_with_failed_requests_is_not_consecutive():
+    summary = summary_of([1, 2], requests=3, errors={"http 503": 1})
+    assert summary["ok"] == 2 and summary["errors"] == {"http 503": 1}
+    assert summary["consecutive"] is False
+
+
+def test_summary_of_far_apart_numbers_lists_only_the_first_gaps():
+    summary = summary_of([1, 10**18])
+    assert summary["gaps"] == 10**18 - 2
+    assert summary["first_gaps"] == list(range(2, 12))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--clients", "0"], "invalid positive integer value: '0'"),
+        (["--requests", "x"], "invalid positive integer value: 'x'"),
+        (["--url", "ftp://x/"], "--url must be an http:// or https:// URL"),
+    ],
+)
+def test_bad_arguments_are_refused(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("loadtest", *args)
+
+
+@pytest.mark.django_db
+def test_naive_endpoint_is_a_404_unless_the_demo_is_on(settings):
+    client = Client()
+    assert client.post("/api/naive/increment/").status_code == 404
+    settings.COUNTERS_NAIVE_DEMO = True
+    first = client.post("/api/naive/increment/").json()["value"]
+    assert client.post("/api/naive/increment/").json() == {"value": first + 1}
+    assert client.get("/api/naive/increment/").status_code == 405
+
+
+def loadtest(base_url: str, path: str, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable, "manage.py", "loadtest", "--json",
+            "--url", f"{base_url}{path}", "--clients", "20", "--requests", "400",
+            "--max-seconds", "120", *extra,
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_loadtest_passes_on_the_database_counter_and_fails_the_naive_one(
+    postgres, global_counter, serve
+):
+    env = {"DATABASE_URL": database_url(), "COUNTERS_NAIVE_DEMO": "1"}
+    with serve(env, workers=4, threads=4) as base_url:
+        good = loadtest(base_url, "/api/counters/global/increment/")
+        naive = loadtest(base_url, "/api/naive/increment/")
+
+    assert good.returncode == 0, good.stderr
+    report = json.loads(good.stdout)
+    assert (report["requests"], report["ok"], report["errors"]) == (400, 400, {})
+    assert (report["duplicates"], report["gaps"], report["consecutive"]) == (
+        0, 0, True,
+    )
+    assert (report["first"], report["last"]) == (1, 400)
+    for key in ("rps", "p50_ms", "p95_ms", "p99_ms", "max_ms"):
+        assert report[key] > 0
+
+    # Four workers, four copies of the module-level object: numbers repeat.
+    assert naive.returncode != 0
+    report = json.loads(naive.stdout)
+    assert report["ok"] == 400 and report["duplicates"] > 0
+    assert report["consecutive"] is False
+    assert "duplicates, first: [1, " in naive.stderr
+    assert "Traceback" not in naive.stderr
