@@ -1,0 +1,101 @@
+"""
+Combine the calls that wait on one lock in this process into one batch.
+
+A hot counter row admits one transaction at a time. When many threads of a
+worker take numbers at once, each would hold the row lock across its own
+round trips while the others queue behind it. Instead, the calls that arrive
+while a batch is running wait together; when it ends, one of them (the next
+leader) runs them all as the next batch, in one transaction, and hands each
+its own result. The leader leads once and returns, so no caller serves
+strangers for long.
+
+Every caller in a batch shares its fate: if the batch raises, each of them
+raises.
+"""
+
+import copy
+import threading
+from collections.abc import Callable, Hashable
+from typing import Any
+
+
+class _Call:
+    __slots__ = ("item", "ready", "done", "result", "error")
+
+    def __init__(self, item: Any) -> None:
+        self.item = item
+        self.ready = threading.Event()  # done, or asked to lead the next batch
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class _Lane:
+    __slots__ = ("lock", "waiting", "busy")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.waiting: list[_Call] = []
+        self.busy = False
+
+
+_lanes: dict[Hashable, _Lane] = {}
+_lanes_lock = threading.Lock()
+
+
+def _lane(key: Hashable) -> _Lane:
+    lane = _lanes.get(key)
+    if lane is None:
+        with _lanes_lock:
+            lane = _lanes.setdefault(key, _Lane())
+    return lane
+
+
+def combine(key: Hashable, item: Any, run: Callable[[list[Any]], list[Any]]) -> Any:
+    """
+    Return this call's share of ``run(items)``, batched with concurrent calls.
+
+    Calls with the same ``key`` are batched together; ``run`` receives their
+    items in arrival order and returns one result for each.
+    """
+    lane = _lane(key)
+    call = _Call(item)
+    with lane.lock:
+        lane.waiting.append(call)
+        leads = not lane.busy
+        lane.busy = True
+    if not leads:
+        call.ready.wait()
+        leads = not call.done  # woken to lead the batch it is part of
+    if leads:
+        _run_batch(lane, run)
+    if call.error is not None:
+        if leads:
+            raise call.error
+        # Each other thread raises its own copy: one shared exception object
+        # would gather every thread's traceback.
+        raise copy.copy(call.error).with_traceback(None) from call.error
+    return call.result
+
+
+def _run_batch(lane: _Lane, run: Callable[[list[Any]], list[Any]]) -> None:
+    with lane.lock:
+        batch, lane.waiting = lane.waiting, []
+    try:
+        results = run([call.item for call in batch])
+        for call, result in zip(batch, results, strict=True):
+            call.result = result
+    except BaseException as exc:  # every caller in the batch shares its fate
+        for call in batch:
+            call.error = exc
+    finally:
+        for call in batch:
+            call.done = True
+        with lane.lock:
+            if lane.waiting:
+                # Hand the lead to the first caller that arrived meanwhile.
+                lane.waiting[0].ready.set()
+            else:
+                lane.busy = False
+        for call in batch:
+            call.ready.set()
