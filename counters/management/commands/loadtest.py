@@ -99,14 +99,19 @@ async def _client(session, url, results, todo, deadline, tick):
         tick()
 
 
-async def run_load(url, clients, requests, *, timeout, max_seconds, tick=None):
+async def run_load(
+    url, clients, requests, *, timeout, max_seconds, tick=None, headers=None
+):
     """Send ``requests`` POSTs to ``url`` from ``clients`` clients; return Results."""
     results = Results(requests=requests)
     todo = [requests]  # shared by the clients: one event loop, no lock needed
     connector = aiohttp.TCPConnector(limit=clients, force_close=False)
     client_timeout = aiohttp.ClientTimeout(total=timeout)
     async with aiohttp.ClientSession(
-        connector=connector, timeout=client_timeout, skip_auto_headers=["User-Agent"]
+        connector=connector,
+        timeout=client_timeout,
+        headers=headers,
+        skip_auto_headers=["User-Agent"],
     ) as session:
         started = time.perf_counter()
         deadline = time.monotonic() + max_seconds
