@@ -9,7 +9,7 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 \
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test setup check-python
+.PHONY: serve test bench setup check-python
 
 check-python:
 	@test -n "$(PYTHON)" || { echo "Error: counterproject needs Python 3.12 or newer (Django 6.1); install one, or name it with 'make PYTHON=/path/to/python3.12 ...'." >&2; exit 1; }
@@ -33,3 +33,7 @@ serve: setup
 # The whole suite; it starts its own PostgreSQL, Redis and gunicorn servers.
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Measure the take against the database's limit; writes docs/benchmarks.md.
+bench: setup
+	$(BIN)/python bench/run.py
