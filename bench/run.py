@@ -121,6 +121,24 @@ def visitor_headers(base_url: str) -> dict:
     return {"Cookie": cookie, "X-CSRFToken": token}
 
 
+def client_ceiling(requests: int) -> dict:
+    """Return loadtest's rate against a trivial endpoint in its own process."""
+    import port_for
+    from mirakuru import TCPExecutor
+
+    port = port_for.select_random()
+    server = TCPExecutor(
+        [sys.executable, str(ROOT / "bench" / "trivial_server.py"), str(port)],
+        host="127.0.0.1", port=port, timeout=30,
+    )
+    server.start()
+    try:
+        load(f"http://127.0.0.1:{port}/", requests // 10)
+        return load(f"http://127.0.0.1:{port}/", requests)
+    finally:
+        server.stop()
+
+
 # --- In-process -------------------------------------------------------------
 
 
@@ -269,6 +287,8 @@ def main() -> None:
         server.stop()
 
         rows["in-process take, 100 threads (no HTTP)"] = in_process(requests)
+        rows["loadtest client ceiling (trivial aiohttp endpoint)"] = client_ceiling(
+            requests)
         report(rows, shape, app_connections, version, args)
     finally:
         for server in servers:
@@ -326,6 +346,9 @@ def report(rows, shape, app_connections, version, args) -> None:
         "- pgbench (a) is the database's limit for one hot row; (b) replays the "
         "statements of one take (lock, update, audit insert) as one transaction "
         "per take, as a take without combining would issue them.",
+        "- The loadtest client's own ceiling (against a trivial aiohttp endpoint "
+        "in another process) is well above every rate measured through Django, "
+        "so the client is not what limits them.",
         "- A take combines the takes waiting in one worker into one transaction "
         "(`counters/combining.py`), so the in-process figure can pass (b).",
         f"- Shape {shape[0]} × {shape[1]}: one worker per core (Python runs one "

@@ -17,15 +17,15 @@ def test_benchmark_runs_end_to_end_in_smoke_mode(tmp_path):
     for row in (
         "pgbench (a)", "pgbench (b)", "HTTP take (production settings)",
         "HTTP no-op view", "HTTP django-sequences", "per-user increment",
-        "embedded SQLite default", "in-process take",
+        "embedded SQLite default", "in-process take", "loadtest client ceiling",
     ):
         assert row in report
     # Every row that hands out numbers handed out each one once.
     measurements = report.split("| measurement |")[1].split("| ratio |")[0]
     counted = [line for line in measurements.splitlines()
                if line.startswith("| HTTP") and "no-op" not in line
-               or line.startswith("| in-process")]
-    assert len(counted) == 5
+               or line.startswith(("| in-process", "| loadtest client"))]
+    assert len(counted) == 6
     for line in counted:
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         assert cells[-2:] == ["0", "0"], line
