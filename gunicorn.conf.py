@@ -1,28 +1,56 @@
 """
-gunicorn configuration: ``gunicorn -c gunicorn.conf.py counterproject.wsgi``.
+gunicorn configuration: ``gunicorn -c gunicorn.conf.py``.
 
-Every value can be overridden from the environment or the command line.
+Production defaults that an operator overrides from the environment (or the
+command line, which wins):
+
+- ``GUNICORN_BIND`` (127.0.0.1:8000), ``WEB_CONCURRENCY`` (one worker per
+  core), ``GUNICORN_THREADS`` (16 per worker), ``GUNICORN_TIMEOUT`` (30 s),
+  ``GUNICORN_GRACEFUL_TIMEOUT`` (30 s), ``GUNICORN_KEEPALIVE`` (5 s).
+- Graceful restarts: ``kill -HUP <master>`` replaces the workers after they
+  finish their requests; ``kill -TERM`` stops after at most the graceful
+  timeout. A worker that dies is replaced by the master.
+- Access and error logs go to stdout in the project's one log format.
 """
 
 import multiprocessing
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "counterproject.settings")
+
+
+def _setting(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        sys.exit(f"Error: Set {name} to a whole number, not {raw!r}.")
+
+
 wsgi_app = "counterproject.wsgi:application"
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-# Several processes, each with several threads: the counter is correct
-# across both because its state lives in the database, not in a worker.
-workers = int(os.environ.get("WEB_CONCURRENCY", min(4, 2 * multiprocessing.cpu_count())))
+# One process per core, each with many threads: the counter is correct
+# across both because its state lives in the database, and the threads of a
+# worker share one transaction per batch of takes (docs/benchmarks.md).
+workers = _setting("WEB_CONCURRENCY", multiprocessing.cpu_count())
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", 8))
+threads = _setting("GUNICORN_THREADS", 16)
+timeout = _setting("GUNICORN_TIMEOUT", 30)
+graceful_timeout = _setting("GUNICORN_GRACEFUL_TIMEOUT", 30)
+keepalive = _setting("GUNICORN_KEEPALIVE", 5)
 accesslog = "-"
 errorlog = "-"
+# Manage the master with signals (HUP, TERM); a control socket at one fixed
+# path would be shared by every master on the host.
+control_socket_disable = True
 
 
-def _check_settings() -> None:
-    """Exit with one line naming the setting to fix, before any worker boots."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "counterproject.settings")
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+def _load_settings():
+    """Load Django's settings, or exit with one line naming what to fix."""
     from django.conf import settings
     from django.core.exceptions import ImproperlyConfigured
 
@@ -30,6 +58,24 @@ def _check_settings() -> None:
         settings.SECRET_KEY  # noqa: B018 - reading it loads the settings
     except ImproperlyConfigured as exc:
         sys.exit(f"Error: {exc}")
+    return settings
 
 
-_check_settings()
+_format = _load_settings().LOG_FORMAT
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": _format}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "plain",
+        },
+    },
+    "root": {"handlers": ["stdout"], "level": "INFO"},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+        "gunicorn.access": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+    },
+}

@@ -7,6 +7,7 @@ ALLOWED_HOSTS. The same module serves both, so the tests run production code.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -31,6 +32,19 @@ def env_list(name: str, *, default: str) -> list[str]:
     """Return the comma-separated environment variable ``name`` as a list."""
     raw = os.environ.get(name, default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_int(name: str, *, default: int) -> int:
+    """Return the whole-number environment variable ``name``."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"Set {name} to a whole number, not {raw!r}."
+        ) from None
 
 
 def missing(name: str, hint: str = ""):
@@ -183,6 +197,23 @@ SESSION_ENGINE = "counters.sessions"
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 CSRF_FAILURE_VIEW = "counters.views.csrf_failure"
 
+# --- Behind a TLS-terminating proxy ------------------------------------------
+
+# HTTPS=1 when a proxy in front terminates TLS and sets X-Forwarded-Proto:
+# redirect plain HTTP, send HSTS, and keep cookies off plain HTTP. Off by
+# default, so that the embedded default works on http://127.0.0.1:8000/.
+HTTPS = env_flag("HTTPS", default=False)
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    # Load balancers probe the health check over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+
 # --- Demonstrations -----------------------------------------------------------
 
 # Serve the naive module-level counter at /api/naive/increment/ (#5).
@@ -210,16 +241,22 @@ STORAGES = {
 
 # --- Logging ----------------------------------------------------------------
 
+# One format for every log line: Django's, the app's and gunicorn's
+# (gunicorn.conf.py uses LOG_FORMAT too). Servers log to stdout; a
+# management command keeps its stdout for its output (a new value, JSON), so
+# under manage.py log lines go to stderr.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+LOG_STREAM = "ext://sys.stderr" if Path(sys.argv[0]).name == "manage.py" else (
+    "ext://sys.stdout"
+)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
+    "formatters": {"plain": {"format": LOG_FORMAT}},
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
+            "stream": LOG_STREAM,
             "formatter": "plain",
         },
     },

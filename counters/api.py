@@ -14,6 +14,7 @@ from functools import wraps
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 
+from . import health
 from .audit import Actor
 from .exceptions import CounterError, CounterNotFound, CounterNotPublic
 from .selectors import counter_get, session_counter_get
@@ -25,6 +26,7 @@ from .services import (
 )
 
 ERROR_STATUS = {CounterNotFound: 404, CounterNotPublic: 403}
+FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 
 
 class BadRequestBody(Exception):
@@ -71,9 +73,15 @@ def requested_step(request) -> object:
             raise BadRequestBody(
                 'The request body must be empty or JSON such as {"by": 1}.'
             ) from None
-    else:
-        # A form post, or no body at all.
+    elif request.content_type in FORM_TYPES:
         data = request.POST.dict()
+    elif request.headers.get("Content-Length", "0") not in ("", "0"):
+        raise BadRequestBody(
+            'Send the body as JSON (Content-Type: application/json), such as '
+            '{"by": 1}, or send none.'
+        )
+    else:
+        data = {}
     if not isinstance(data, dict) or set(data) - {"by"}:
         raise BadRequestBody('The request body may only hold "by", as in {"by": 1}.')
     by = data.get("by", 1)
@@ -131,3 +139,31 @@ def me_decrement(request):
 @api_endpoint("POST")
 def me_reset(request):
     return JsonResponse({"value": session_counter_reset(request.session)})
+
+
+# --- Health -------------------------------------------------------------------
+
+
+@csrf_exempt
+@api_endpoint("GET", "HEAD")
+def healthz(request):
+    """
+    Report whether the app can serve: 200 while the database answers.
+
+    A cache outage is reported but is not fatal: sessions fall back to the
+    database.
+    """
+    database = health.database_status()
+    cache = health.cache_status()
+    if database != health.OK:
+        status, code = "unavailable", 503
+    elif cache == health.UNAVAILABLE:
+        status, code = "degraded", 200
+    else:
+        status, code = "ok", 200
+    response = JsonResponse(
+        {"status": status, "database": database, "cache": cache}, status=code
+    )
+    if code == 503:
+        response["Retry-After"] = health.RETRY_AFTER
+    return response

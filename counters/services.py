@@ -12,6 +12,8 @@ the audit trail in the same transaction; a web or API take is recorded when
 the counter's ``audit_takes`` is on.
 """
 
+import logging
+
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import IntegrityError, transaction
@@ -33,6 +35,8 @@ from .exceptions import (
 )
 from .models import GLOBAL, INT64_MAX, INT64_MIN, Action, Counter, CounterEvent
 from .sessions import SessionStore
+
+logger = logging.getLogger(__name__)
 
 
 def _is_int(value: object) -> bool:
@@ -78,6 +82,15 @@ def _record(name, action, old, new, actor: Actor | None, *, audit_takes=False):
     """Add an audit entry when the actor's changes are recorded."""
     if actor is None or not (actor.always_recorded or audit_takes):
         return
+    if actor.always_recorded:
+        # One log line for each change made by staff or an operator, once it
+        # is committed: a change rolled back with its batch is not logged.
+        transaction.on_commit(
+            lambda: logger.info(
+                "counter %s %s: %s -> %s by %s via %s",
+                name, action, old, new, actor.who, actor.source,
+            )
+        )
     CounterEvent.objects.create(
         counter_name=name,
         action=action,

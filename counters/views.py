@@ -1,12 +1,18 @@
-"""HTML pages."""
+"""HTML pages, and the error pages of the whole project."""
+
+import logging
+import sys
 
 from django.contrib import messages
-from django.http import Http404, JsonResponse
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
 from django.shortcuts import redirect, render
 from django.views.csrf import csrf_failure as html_csrf_failure
 from django.views.decorators.http import require_GET, require_POST
 from django.views.defaults import page_not_found as html_page_not_found
 
+from . import health
 from .audit import Actor
 from .exceptions import CounterError, CounterNotFound
 from .models import GLOBAL
@@ -66,8 +72,45 @@ def me_reset(request):
     return _change_mine(request, session_counter_reset)
 
 
+logger = logging.getLogger(__name__)
+
+
 def _wants_json(request) -> bool:
-    return request.path.startswith("/api/")
+    return request.path.startswith(("/api/", "/healthz"))
+
+
+def _error(request, status: int, message: str):
+    if _wants_json(request):
+        return JsonResponse({"error": message}, status=status)
+    # Rendered without the request: its context processors would read the
+    # session, which may live in the database that just failed.
+    html = render_to_string("error.html", {"status": status, "message": message})
+    return HttpResponse(html, status=status)
+
+
+def bad_request(request, exception):
+    """Answer a request Django could not accept (too large, bad host…)."""
+    return _error(request, 400, f"Bad request: {exception}")
+
+
+def server_error(request):
+    """
+    Answer an unexpected error: 503 while the database is unreachable.
+
+    Django calls this while handling the exception, so it can tell a database
+    outage (retry soon; nothing committed is lost) from a bug (logged with its
+    traceback by Django; never shown).
+    """
+    error = sys.exc_info()[1]
+    if isinstance(error, OperationalError | InterfaceError):
+        response = _error(
+            request,
+            503,
+            "The database is unavailable; try again in a few seconds.",
+        )
+        response["Retry-After"] = health.RETRY_AFTER
+        return response
+    return _error(request, 500, "Something went wrong on our side; it was logged.")
 
 
 def page_not_found(request, exception):

@@ -133,11 +133,20 @@ def serve(tmp_path):
             output = log.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"gunicorn did not start: {exc}\n{output}") from exc
         try:
-            yield server.base_url
+            yield ServedURL(server.base_url, server.process.pid)
         finally:
             server.stop()
 
     return serve
+
+
+class ServedURL(str):
+    """The base URL of a gunicorn the suite started, with its master's pid."""
+
+    def __new__(cls, url: str, master: int):
+        served = super().__new__(cls, url)
+        served.master = master
+        return served
 
 
 @pytest.fixture

@@ -143,7 +143,6 @@ def gunicorn(
             "--bind", f"127.0.0.1:{port}",
             "--workers", str(workers),
             "--threads", str(threads),
-            "--access-logfile", "/dev/null",
         ],
         url=f"http://127.0.0.1:{port}{ready_path}",
         # Any answer means a worker is serving; the test decides what is right.

@@ -300,3 +300,25 @@ def test_audit_trail_stays_quick_with_many_entries(
     # Newest first is a walk down an index: no scan of the table, no sort.
     assert "Index Scan" in plan
     assert "Seq Scan" not in plan and "Sort" not in plan
+
+
+def test_each_admin_change_is_logged_once_committed(
+    admin_client, admin_user, counters, caplog, django_capture_on_commit_callbacks
+):
+    _, alpha, beta = counters
+    with caplog.at_level("INFO", logger="counters.services"):
+        # Logged on commit: a batch that fails logs nothing.
+        Counter.objects.filter(name="beta").update(value=INT64_MAX)
+        with django_capture_on_commit_callbacks(execute=True):
+            run_action(
+                admin_client, "change_value_selected", [alpha, beta],
+                apply="Apply", operation="increment", number="1",
+            )
+        assert caplog.records == []
+        Counter.objects.filter(name="beta").update(value=-3)
+        with django_capture_on_commit_callbacks(execute=True):
+            run_action(admin_client, "reset_selected", [alpha, beta])
+    assert [r.getMessage() for r in caplog.records] == [
+        f"counter alpha reset: 5 -> 0 by user:{admin_user.username} via admin",
+        f"counter beta reset: -3 -> 0 by user:{admin_user.username} via admin",
+    ]

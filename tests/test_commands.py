@@ -450,7 +450,13 @@ def manage(*args: str, **popen) -> subprocess.CompletedProcess:
 @pytest.mark.django_db(transaction=True)
 def test_shell_incr_prints_the_new_value_alone(tickets):
     result = manage("incr", "tickets", "--by", "3")
-    assert (result.returncode, result.stdout, result.stderr) == (0, "13\n", "")
+    assert (result.returncode, result.stdout) == (0, "13\n")
+    # The change's one log line goes to stderr, keeping stdout for the value.
+    [log_line] = result.stderr.splitlines()
+    assert log_line.endswith(
+        f"INFO counters.services counter tickets increment: 10 -> 13 by "
+        f"{SHELL_ACTOR} via cli"
+    )
     assert Counter.objects.get(name="tickets").value == 13
     assert audit() == [("increment", 10, 13, "cli", SHELL_ACTOR)]
 
@@ -503,7 +509,9 @@ def test_shell_delete_on_a_real_terminal_asks_first(tickets):
     finally:
         os.close(terminal)
         os.close(controller)
-    assert (result.returncode, result.stderr) == (0, "")
+    assert result.returncode == 0
+    assert result.stderr.endswith("counter tickets delete: 10 -> None by "
+                                  f"{SHELL_ACTOR} via cli\n")
     assert result.stdout == (
         "Delete counter 'tickets' (value 10)? [y/N] "
         "Deleted counter 'tickets' (last value 10).\n"

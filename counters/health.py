@@ -1,0 +1,42 @@
+"""What the health check reports: can the app reach its database and cache?"""
+
+import logging
+
+from django.core.cache import caches
+from django.core.cache.backends.dummy import DummyCache
+from django.db import DatabaseError, connection
+
+logger = logging.getLogger(__name__)
+
+# Seconds a client should wait before retrying while the database is down.
+RETRY_AFTER = "5"
+
+OK = "ok"
+ABSENT = "absent"
+UNAVAILABLE = "unavailable"
+
+
+def database_status() -> str:
+    """Return "ok" when a query runs, else "unavailable"."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError:
+        logger.warning("Health check: the database is unavailable", exc_info=True)
+        return UNAVAILABLE
+    return OK
+
+
+def cache_status() -> str:
+    """Return "ok", "absent" (no shared cache configured) or "unavailable"."""
+    cache = caches["default"]
+    if isinstance(cache, DummyCache):
+        return ABSENT
+    try:
+        # django-redis turns errors into misses (IGNORE_EXCEPTIONS), so ask
+        # the server itself.
+        cache.client.get_client(write=True).ping()
+    except Exception:
+        logger.warning("Health check: the cache is unavailable", exc_info=True)
+        return UNAVAILABLE
+    return OK
