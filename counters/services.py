@@ -57,15 +57,13 @@ def _check_sum(label: str, value: int, by: int) -> None:
         )
 
 
-def _locked(name: str, *, public_only: bool = False) -> Counter:
+def _locked(name: str) -> Counter:
     """Return the named counter with its row locked until the transaction ends."""
     counters = Counter.objects.select_for_update().only("value", "audit_takes")
-    if public_only:
-        counters = counters.filter(public=True)
     try:
         return counters.get(name=name)
     except Counter.DoesNotExist:
-        raise _absent(name, public_only=public_only) from None
+        raise _absent(name, public_only=False) from None
 
 
 def _absent(name: str, *, public_only: bool) -> CounterError:
@@ -101,11 +99,11 @@ def _record(name, action, old, new, actor: Actor | None, *, audit_takes=False):
     )
 
 
-def _add(name: str, by: int, action: Action, *, actor=None, public_only=False) -> int:
+def _add(name: str, by: int, action: Action, *, actor: Actor | None = None) -> int:
     """Add ``by`` under the row lock and return the value this call produced."""
     _check_step(by)
     with transaction.atomic():
-        counter = _locked(name, public_only=public_only)
+        counter = _locked(name)
         _check_sum(f"Counter {name!r}", counter.value, by)
         old = counter.value
         counter.value = F("value") + by
@@ -124,8 +122,8 @@ def _take_batch(name: str, actors: list[Actor | None], *, public_only: bool) -> 
     once (``select_for_update()``), raised by the batch's size in the database
     (``F("value") + n``) and the takes are recorded with one INSERT. The
     statements are written out because building them with the ORM was most of
-    a take's CPU time on a busy counter; ``docs/benchmarks.md`` has the
-    figures.
+    a take's CPU time on a busy counter: about 1.1 ms of CPU per transaction,
+    against 0.3 ms written out, on the machine of ``docs/benchmarks.md``.
     """
     taken = len(actors)
     connection = transaction.get_connection()
