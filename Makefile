@@ -19,6 +19,11 @@ $(BIN)/python: | check-python
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --editable .
+	touch $@
+
+# The test extra: pytest, the server fixtures, selenium, django-sequences.
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet --editable '.[test]'
 	touch $@
 
@@ -31,9 +36,9 @@ serve: setup
 	DEBUG=$${DEBUG:-1} $(BIN)/gunicorn -c gunicorn.conf.py
 
 # The whole suite; it starts its own PostgreSQL, Redis and gunicorn servers.
-test: setup
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Measure the take against the database's limit; writes docs/benchmarks.md.
-bench: setup
+bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run.py
