@@ -21,15 +21,32 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "counterproject.settings")
 
 
-def _setting(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        sys.exit(f"Error: Set {name} to a whole number, not {raw!r}.")
+def _load_settings():
+    """Load Django's settings, or exit with one line naming what to fix."""
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
 
+    try:
+        settings.SECRET_KEY  # noqa: B018 - reading it loads the settings
+    except ImproperlyConfigured as exc:
+        sys.exit(f"Error: {exc}")
+    return settings
+
+
+def _setting(name: str, default: int) -> int:
+    """Return a whole-number setting from the environment, or exit naming it."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from counterproject.settings import env_int
+
+    try:
+        return env_int(name, default=default)
+    except ImproperlyConfigured as exc:
+        sys.exit(f"Error: {exc}")
+
+
+# Settings first: a configuration mistake stops the master before any worker.
+_settings = _load_settings()
 
 wsgi_app = "counterproject.wsgi:application"
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
@@ -48,24 +65,10 @@ errorlog = "-"
 # path would be shared by every master on the host.
 control_socket_disable = True
 
-
-def _load_settings():
-    """Load Django's settings, or exit with one line naming what to fix."""
-    from django.conf import settings
-    from django.core.exceptions import ImproperlyConfigured
-
-    try:
-        settings.SECRET_KEY  # noqa: B018 - reading it loads the settings
-    except ImproperlyConfigured as exc:
-        sys.exit(f"Error: {exc}")
-    return settings
-
-
-_format = _load_settings().LOG_FORMAT
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": _format}},
+    "formatters": {"plain": {"format": _settings.LOG_FORMAT}},
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",
