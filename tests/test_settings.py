@@ -143,3 +143,12 @@ def test_sqlite_urls_are_absolute_with_four_slashes_and_relative_with_three():
 def test_unsupported_database_url_names_the_variable(url):
     with pytest.raises(ImproperlyConfigured, match="Set the DATABASE_URL"):
         database_from_url(url)
+
+
+def test_bad_gunicorn_setting_fails_with_one_line():
+    result = run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+                 DEBUG="1", GUNICORN_THREADS="many")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "Error: Set GUNICORN_THREADS to a whole number, not 'many'."
+    ]
