@@ -162,3 +162,11 @@ def collected_static(django_db_blocker) -> None:
     from django.core.management import call_command
 
     call_command("collectstatic", interactive=False, verbosity=0)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test (``rep_call``…) for its fixtures."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
