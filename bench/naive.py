@@ -26,10 +26,22 @@ REQUESTS = 4000
 
 def loadtest(url: str) -> dict:
     result = subprocess.run(
-        [sys.executable, "manage.py", "loadtest", "--json", "--url", url,
-         "--clients", str(CLIENTS), "--requests", str(REQUESTS)],
-        cwd=ROOT, capture_output=True, text=True, env={"SECRET_KEY": SECRET,
-                                                      "PATH": "/usr/bin:/bin"},
+        [
+            sys.executable,
+            "manage.py",
+            "loadtest",
+            "--json",
+            "--url",
+            url,
+            "--clients",
+            str(CLIENTS),
+            "--requests",
+            str(REQUESTS),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"SECRET_KEY": SECRET, "PATH": "/usr/bin:/bin"},
     )
     return json.loads(result.stdout)
 
@@ -38,25 +50,40 @@ def main() -> None:
     rows = []
     for workers, threads in SHAPES:
         work = Path(tempfile.mkdtemp(prefix="counters-naive-"))
-        env = {"DATABASE_URL": f"sqlite:///{work / 'db.sqlite3'}",
-               "COUNTERS_NAIVE_DEMO": "1"}
-        sh(sys.executable, "manage.py", "migrate", "--no-input", "-v0",
-           env={**env, "SECRET_KEY": SECRET})
-        server = served(env, (workers, threads), "/api/counters/global/",
-                        work / "gunicorn.log")
+        env = {
+            "DATABASE_URL": f"sqlite:///{work / 'db.sqlite3'}",
+            "COUNTERS_NAIVE_DEMO": "1",
+        }
+        sh(
+            sys.executable,
+            "manage.py",
+            "migrate",
+            "--no-input",
+            "-v0",
+            env={**env, "SECRET_KEY": SECRET},
+        )
+        server = served(
+            env, (workers, threads), "/api/counters/global/", work / "gunicorn.log"
+        )
         try:
-            for label, path in [("naive global object", "/api/naive/increment/"),
-                                ("database counter", "/api/counters/global/increment/")]:
+            for label, path in [
+                ("naive global object", "/api/naive/increment/"),
+                ("database counter", "/api/counters/global/increment/"),
+            ]:
                 report = loadtest(f"{server.base_url}{path}")
                 rows.append((f"{workers} × {threads}", label, report))
         finally:
             server.stop()
-    print(f"| workers × threads | endpoint | requests | duplicates | gaps | "
-          f"consecutive | req/s |")
+    print(
+        "| workers × threads | endpoint | requests | duplicates | gaps | "
+        "consecutive | req/s |"
+    )
     print("| --- | --- | ---: | ---: | ---: | --- | ---: |")
     for shape, label, r in rows:
-        print(f"| {shape} | {label} | {r['requests']} | {r['duplicates']} | "
-              f"{r['gaps']} | {'yes' if r['consecutive'] else 'no'} | {r['rps']:.0f} |")
+        print(
+            f"| {shape} | {label} | {r['requests']} | {r['duplicates']} | "
+            f"{r['gaps']} | {'yes' if r['consecutive'] else 'no'} | {r['rps']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,13 @@ SECRET = "bench-only-secret-key"
 
 def sh(*args: str, env=None, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
-        args, cwd=ROOT, env={**os.environ, **(env or {})}, check=True,
-        capture_output=True, text=True, **kwargs,
+        args,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        check=True,
+        capture_output=True,
+        text=True,
+        **kwargs,
     )
 
 
@@ -48,9 +53,23 @@ def pgbench(pg: PostgresCluster, script: str, clients: int, seconds: float) -> f
         handle.write(script)
     os.chmod(handle.name, 0o644)
     result = sh(
-        str(pg.bindir / "pgbench"), "-n", "-h", pg.host, "-p", str(pg.port),
-        "-U", pg.user, "-c", str(clients), "-j", "2", "-T", str(max(1, round(seconds))),
-        "-f", handle.name, "bench",
+        str(pg.bindir / "pgbench"),
+        "-n",
+        "-h",
+        pg.host,
+        "-p",
+        str(pg.port),
+        "-U",
+        pg.user,
+        "-c",
+        str(clients),
+        "-j",
+        "2",
+        "-T",
+        str(max(1, round(seconds))),
+        "-f",
+        handle.name,
+        "bench",
     )
     os.unlink(handle.name)
     match = re.search(r"tps = ([\d.]+)", result.stdout)
@@ -58,8 +77,22 @@ def pgbench(pg: PostgresCluster, script: str, clients: int, seconds: float) -> f
 
 
 def psql(pg: PostgresCluster, sql: str, db: str = "postgres") -> None:
-    sh(str(pg.bindir / "psql"), "-h", pg.host, "-p", str(pg.port), "-U", pg.user,
-       "-d", db, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql)
+    sh(
+        str(pg.bindir / "psql"),
+        "-h",
+        pg.host,
+        "-p",
+        str(pg.port),
+        "-U",
+        pg.user,
+        "-d",
+        db,
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-q",
+        "-c",
+        sql,
+    )
 
 
 def take_statements() -> str:
@@ -102,7 +135,10 @@ def served(env: dict, shape: tuple[int, int], ready: str, log: Path):
     workers, threads = shape
     server = gunicorn(
         {"DEBUG": "0", "SECRET_KEY": SECRET, "ALLOWED_HOSTS": "127.0.0.1", **env},
-        log=log, workers=workers, threads=threads, ready_path=ready,
+        log=log,
+        workers=workers,
+        threads=threads,
+        ready_path=ready,
     )
     server.start()
     return server
@@ -115,8 +151,9 @@ def visitor_headers(base_url: str) -> dict:
     jar = requests.Session()
     jar.get(f"{base_url}/api/me/", timeout=10)
     token = jar.cookies["csrftoken"]
-    jar.post(f"{base_url}/api/me/increment/", headers={"X-CSRFToken": token},
-             timeout=10)
+    jar.post(
+        f"{base_url}/api/me/increment/", headers={"X-CSRFToken": token}, timeout=10
+    )
     cookie = "; ".join(f"{k}={v}" for k, v in jar.cookies.items())
     return {"Cookie": cookie, "X-CSRFToken": token}
 
@@ -129,7 +166,9 @@ def client_ceiling(requests: int) -> dict:
     port = port_for.select_random()
     server = TCPExecutor(
         [sys.executable, str(ROOT / "bench" / "trivial_server.py"), str(port)],
-        host="127.0.0.1", port=port, timeout=30,
+        host="127.0.0.1",
+        port=port,
+        timeout=30,
     )
     server.start()
     try:
@@ -150,8 +189,9 @@ def in_process(takes: int) -> dict:
     from counters.models import Counter, Source
     from counters.services import counter_take
 
-    Counter.objects.update_or_create(name="inproc", defaults={"value": 0,
-                                     "public": True, "audit_takes": True})
+    Counter.objects.update_or_create(
+        name="inproc", defaults={"value": 0, "public": True, "audit_takes": True}
+    )
     actor = Actor(Source.API, "ip:127.0.0.1")
     start = threading.Barrier(CLIENTS)
     per_thread = max(1, takes // CLIENTS)
@@ -220,11 +260,18 @@ def main() -> None:
         psql(pg, "CREATE DATABASE bench")
         database_url = pg.url("bench")
         os.environ.update(
-            DATABASE_URL=database_url, SECRET_KEY=SECRET,
+            DATABASE_URL=database_url,
+            SECRET_KEY=SECRET,
             DJANGO_SETTINGS_MODULE="counterproject.settings",
         )
-        sh(sys.executable, "manage.py", "migrate", "--no-input", "-v0",
-           env={"DJANGO_SETTINGS_MODULE": "bench.settings"})
+        sh(
+            sys.executable,
+            "manage.py",
+            "migrate",
+            "--no-input",
+            "-v0",
+            env={"DJANGO_SETTINGS_MODULE": "bench.settings"},
+        )
         import django
 
         django.setup()
@@ -232,15 +279,23 @@ def main() -> None:
 
         rows: dict[str, dict] = {}
         app_connections = shape[0] * shape[1]
-        psql(pg, "CREATE TABLE bench_counter (id int PRIMARY KEY, value bigint);"
-                 "INSERT INTO bench_counter VALUES (1, 0)", db="bench")
-        update = "UPDATE bench_counter SET value = value + 1 WHERE id = 1 RETURNING value;\n"
+        psql(
+            pg,
+            "CREATE TABLE bench_counter (id int PRIMARY KEY, value bigint);"
+            "INSERT INTO bench_counter VALUES (1, 0)",
+            db="bench",
+        )
+        update = (
+            "UPDATE bench_counter SET value = value + 1 WHERE id = 1 RETURNING value;\n"
+        )
         take_sql = take_statements()
         for clients in sorted({app_connections, CLIENTS}):
             rows[f"pgbench (a) one UPDATE … RETURNING, {clients} clients"] = {
-                "rps": pgbench(pg, update, clients, seconds)}
+                "rps": pgbench(pg, update, clients, seconds)
+            }
             rows[f"pgbench (b) our take's statements, {clients} clients"] = {
-                "rps": pgbench(pg, take_sql, clients, seconds)}
+                "rps": pgbench(pg, take_sql, clients, seconds)
+            }
 
         base = {"DATABASE_URL": database_url}
         server = served(base, shape, "/api/counters/global/", work / "prod.log")
@@ -248,18 +303,25 @@ def main() -> None:
         url = server.base_url
         load(f"{url}/api/counters/global/increment/", requests // 10)  # warm up
         rows["HTTP take (production settings)"] = best_of_two(
-            f"{url}/api/counters/global/increment/", requests,
-            lambda: psql(pg, "UPDATE counters_counter SET value = 0 "
-                             "WHERE name = 'global'", db="bench"))
+            f"{url}/api/counters/global/increment/",
+            requests,
+            lambda: psql(
+                pg,
+                "UPDATE counters_counter SET value = 0 WHERE name = 'global'",
+                db="bench",
+            ),
+        )
         rows["HTTP per-user increment, one session, Redis"] = {}
         server.stop()
 
-        server = served({**base, "REDIS_URL": redis.url}, shape, "/api/me/",
-                        work / "redis.log")
+        server = served(
+            {**base, "REDIS_URL": redis.url}, shape, "/api/me/", work / "redis.log"
+        )
         servers.append(server)
         headers = visitor_headers(server.base_url)
         rows["HTTP per-user increment, one session, Redis"] = load(
-            f"{server.base_url}/api/me/increment/", requests // 2, headers=headers)
+            f"{server.base_url}/api/me/increment/", requests // 2, headers=headers
+        )
         server.stop()
 
         bench_env = {**base, "DJANGO_SETTINGS_MODULE": "bench.settings"}
@@ -270,11 +332,15 @@ def main() -> None:
         noop = best_of_two(f"{url}/bench/noop/", requests)
         # It returns no numbers to check, only its rate and errors.
         rows["HTTP no-op view (framework ceiling)"] = {
-            "rps": noop["rps"], "errors": noop["errors"]}
+            "rps": noop["rps"],
+            "errors": noop["errors"],
+        }
         load(f"{url}/bench/sequences/", requests // 10)
         rows["HTTP django-sequences get_next_value"] = best_of_two(
-            f"{url}/bench/sequences/", requests,
-            lambda: psql(pg, "DELETE FROM sequences_sequence", db="bench"))
+            f"{url}/bench/sequences/",
+            requests,
+            lambda: psql(pg, "DELETE FROM sequences_sequence", db="bench"),
+        )
         server.stop()
 
         sqlite = work / "db.sqlite3"
@@ -283,12 +349,14 @@ def main() -> None:
         server = served(sqlite_env, shape, "/api/counters/global/", work / "sqlite.log")
         servers.append(server)
         rows["HTTP take, embedded SQLite default"] = load(
-            f"{server.base_url}/api/counters/global/increment/", requests // 2)
+            f"{server.base_url}/api/counters/global/increment/", requests // 2
+        )
         server.stop()
 
         rows["in-process take, 100 threads (no HTTP)"] = in_process(requests)
         rows["loadtest client ceiling (trivial aiohttp endpoint)"] = client_ceiling(
-            requests)
+            requests
+        )
         report(rows, shape, app_connections, version, args)
     finally:
         for server in servers:
@@ -306,17 +374,24 @@ def report(rows, shape, app_connections, version, args) -> None:
     ratios = [
         ("HTTP take / no-op view", take / rate(rows, "HTTP no-op"), 0.7),
         ("HTTP take / django-sequences", take / rate(rows, "HTTP django-seq"), 1.5),
-        ("HTTP take / pgbench (a), 100 clients",
-         take / rate(rows, f"pgbench (a) one UPDATE … RETURNING, {CLIENTS}"), None),
-        ("in-process take / pgbench (b), 100 clients",
-         rate(rows, "in-process") / rate(rows, f"pgbench (b) our take's statements, {CLIENTS}"),
-         1.0),
+        (
+            "HTTP take / pgbench (a), 100 clients",
+            take / rate(rows, f"pgbench (a) one UPDATE … RETURNING, {CLIENTS}"),
+            None,
+        ),
+        (
+            "in-process take / pgbench (b), 100 clients",
+            rate(rows, "in-process")
+            / rate(rows, f"pgbench (b) our take's statements, {CLIENTS}"),
+            1.0,
+        ),
     ]
     lines = [
         "# Benchmarks",
         "",
-        "Generated by `python bench/run.py`" + (" --smoke (tiny counts: not figures "
-        "to quote)" if args.smoke else "") + f" on {time.strftime('%Y-%m-%d')}. "
+        "Generated by `python bench/run.py`"
+        + (" --smoke (tiny counts: not figures to quote)" if args.smoke else "")
+        + f" on {time.strftime('%Y-%m-%d')}. "
         "Do not edit by hand; run the script again.",
         "",
         *(f"- {line}" for line in machine()),
@@ -335,7 +410,11 @@ def report(rows, shape, app_connections, version, args) -> None:
         lines.append(f"| {name}{note} | {row['rps']:.0f} | {dup} | {gaps} |")
     lines += ["", "| ratio | measured | target |", "| --- | ---: | --- |"]
     for name, value, target in ratios:
-        goal = "–" if target is None else (f"≥ {target} " + ("✓" if value >= target else "✗"))
+        goal = (
+            "–"
+            if target is None
+            else (f"≥ {target} " + ("✓" if value >= target else "✗"))
+        )
         lines.append(f"| {name} | {value:.2f} | {goal} |")
     lines += [
         "",

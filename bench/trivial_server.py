@@ -23,8 +23,9 @@ async def increment(request: web.Request) -> web.Response:
 def main() -> None:
     app = web.Application()
     app.router.add_post("/", increment)
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None,
-                access_log=None)
+    web.run_app(
+        app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None
+    )
 
 
 if __name__ == "__main__":

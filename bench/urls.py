@@ -4,7 +4,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from sequences import get_next_value
 
-from counterproject.urls import handler404, urlpatterns as product_urlpatterns  # noqa: F401
+from counterproject.urls import handler404  # noqa: F401
+from counterproject.urls import urlpatterns as product_urlpatterns
 
 
 @csrf_exempt

@@ -246,9 +246,8 @@ STORAGES = {
 # management command keeps its stdout for its output (a new value, JSON), so
 # under manage.py log lines go to stderr.
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-LOG_STREAM = "ext://sys.stderr" if Path(sys.argv[0]).name == "manage.py" else (
-    "ext://sys.stdout"
-)
+UNDER_MANAGE_PY = Path(sys.argv[0]).name == "manage.py"
+LOG_STREAM = "ext://sys.stderr" if UNDER_MANAGE_PY else "ext://sys.stdout"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

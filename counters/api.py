@@ -77,7 +77,7 @@ def requested_step(request) -> object:
         data = request.POST.dict()
     elif request.headers.get("Content-Length", "0") not in ("", "0"):
         raise BadRequestBody(
-            'Send the body as JSON (Content-Type: application/json), such as '
+            "Send the body as JSON (Content-Type: application/json), such as "
             '{"by": 1}, or send none.'
         )
     else:

@@ -52,8 +52,7 @@ def _check_step(by: object) -> None:
 def _check_sum(label: str, value: int, by: int) -> None:
     if not INT64_MIN <= value + by <= INT64_MAX:
         raise OutOfRange(
-            f"{label} is at {value}; adding {by} would leave the signed 64-bit "
-            "range."
+            f"{label} is at {value}; adding {by} would leave the signed 64-bit range."
         )
 
 
@@ -86,7 +85,12 @@ def _record(name, action, old, new, actor: Actor | None, *, audit_takes=False):
         transaction.on_commit(
             lambda: logger.info(
                 "counter %s %s: %s -> %s by %s via %s",
-                name, action, old, new, actor.who, actor.source,
+                name,
+                action,
+                old,
+                new,
+                actor.who,
+                actor.source,
             )
         )
     CounterEvent.objects.create(
@@ -110,11 +114,15 @@ def _add(name: str, by: int, action: Action, *, actor: Actor | None = None) -> i
         # Django 6 reads the new value back with UPDATE … RETURNING: no extra
         # SELECT while the row is locked.
         counter.save(update_fields=["value", "updated_at"])
-        _record(name, action, old, counter.value, actor, audit_takes=counter.audit_takes)
+        _record(
+            name, action, old, counter.value, actor, audit_takes=counter.audit_takes
+        )
     return counter.value
 
 
-def _take_batch(name: str, actors: list[Actor | None], *, public_only: bool) -> list[int]:
+def _take_batch(
+    name: str, actors: list[Actor | None], *, public_only: bool
+) -> list[int]:
     """
     Take one number for each actor in one transaction; return them in order.
 
@@ -162,8 +170,12 @@ def _record_takes(name: str, takes: list[tuple[int, Actor]]) -> None:
     if connection.vendor != "postgresql":
         CounterEvent.objects.bulk_create(
             CounterEvent(
-                counter_name=name, action=Action.TAKE, old_value=number - 1,
-                new_value=number, source=actor.source, actor=actor.who,
+                counter_name=name,
+                action=Action.TAKE,
+                old_value=number - 1,
+                new_value=number,
+                source=actor.source,
+                actor=actor.who,
             )
             for number, actor in takes
         )

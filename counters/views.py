@@ -6,8 +6,8 @@ import sys
 from django.contrib import messages
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpResponse, JsonResponse
-from django.template.loader import render_to_string
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.views.csrf import csrf_failure as html_csrf_failure
 from django.views.decorators.http import require_GET, require_POST
 from django.views.defaults import page_not_found as html_page_not_found

@@ -68,9 +68,7 @@ class PostgresCluster:
             args, cwd=self.dir, capture_output=True, text=True, **self._popen
         )
         if result.returncode:
-            raise RuntimeError(
-                f"{Path(args[0]).name} failed: {result.stderr.strip()}"
-            )
+            raise RuntimeError(f"{Path(args[0]).name} failed: {result.stderr.strip()}")
 
     def start(self) -> None:
         if not self.data.exists():
@@ -86,18 +84,29 @@ class PostgresCluster:
         self._executor = TCPExecutor(
             [
                 str(self.bindir / "postgres"),
-                "-D", str(self.data),
-                "-h", self.host,
-                "-p", str(self.port),
-                "-k", str(self.dir),
-                "-c", f"max_connections={self.max_connections}",
+                "-D",
+                str(self.data),
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.dir),
+                "-c",
+                f"max_connections={self.max_connections}",
                 # Tests do not test durability and skip its cost; the
                 # benchmark keeps PostgreSQL's defaults, as production does.
                 *(
                     []
                     if self.durable
-                    else ["-c", "fsync=off", "-c", "synchronous_commit=off",
-                          "-c", "full_page_writes=off"]
+                    else [
+                        "-c",
+                        "fsync=off",
+                        "-c",
+                        "synchronous_commit=off",
+                        "-c",
+                        "full_page_writes=off",
+                    ]
                 ),
             ],
             host=self.host,
@@ -113,7 +122,12 @@ class PostgresCluster:
         # The port opens before recovery ends; wait until sessions are let in.
         self._run(
             str(self.bindir / "pg_isready"),
-            "-h", self.host, "-p", str(self.port), "-t", "30",
+            "-h",
+            self.host,
+            "-p",
+            str(self.port),
+            "-t",
+            "30",
         )
 
     def stop(self) -> None:
@@ -138,11 +152,17 @@ def gunicorn(
     output = open(log, "ab")
     executor = HTTPExecutor(
         [
-            sys.executable, "-m", "gunicorn",
-            "-c", str(ROOT / "gunicorn.conf.py"),
-            "--bind", f"127.0.0.1:{port}",
-            "--workers", str(workers),
-            "--threads", str(threads),
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(ROOT / "gunicorn.conf.py"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
         ],
         url=f"http://127.0.0.1:{port}{ready_path}",
         # Any answer means a worker is serving; the test decides what is right.

@@ -93,9 +93,7 @@ def test_change_form_shows_the_value_read_only(admin_client, counters):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_stale_change_form_does_not_undo_takes(
-    postgres, counters, django_user_model
-):
+def test_a_stale_change_form_does_not_undo_takes(postgres, counters, django_user_model):
     client = Client()
     staff = django_user_model.objects.create_superuser("staff", password="pw")
     client.force_login(staff)
@@ -150,18 +148,30 @@ def test_change_value_action_asks_for_a_number_then_applies_it(admin_client, cou
     assert values()["alpha"] == 5
 
     run_action(
-        admin_client, "change_value_selected", [alpha, beta],
-        apply="Apply", operation="increment", number="7",
+        admin_client,
+        "change_value_selected",
+        [alpha, beta],
+        apply="Apply",
+        operation="increment",
+        number="7",
     )
     assert values() == {"global": 10, "alpha": 12, "beta": 4}
     run_action(
-        admin_client, "change_value_selected", [alpha, beta],
-        apply="Apply", operation="set", number="-1",
+        admin_client,
+        "change_value_selected",
+        [alpha, beta],
+        apply="Apply",
+        operation="set",
+        number="-1",
     )
     assert values() == {"global": 10, "alpha": -1, "beta": -1}
     run_action(
-        admin_client, "change_value_selected", [alpha],
-        apply="Apply", operation="decrement", number="4",
+        admin_client,
+        "change_value_selected",
+        [alpha],
+        apply="Apply",
+        operation="decrement",
+        number="4",
     )
     assert values()["alpha"] == -5
     actions = list(CounterEvent.objects.values_list("action", flat=True))
@@ -191,8 +201,12 @@ def test_failure_on_one_counter_changes_none(admin_client, counters):
     _, alpha, beta = counters
     Counter.objects.filter(name="beta").update(value=INT64_MAX)
     response = run_action(
-        admin_client, "change_value_selected", [alpha, beta],
-        apply="Apply", operation="increment", number="1",
+        admin_client,
+        "change_value_selected",
+        [alpha, beta],
+        apply="Apply",
+        operation="increment",
+        number="1",
     )
     assert response.status_code == 302
     messages = [str(m) for m in response.wsgi_request._messages]
@@ -225,8 +239,11 @@ def test_global_counter_cannot_be_deleted(admin_client, counters):
     assert admin_client.get(f"{CHANGELIST}{glob.pk}/delete/").status_code == 403
     admin_client.post(
         CHANGELIST,
-        {"action": "delete_selected", "_selected_action": [glob.pk, alpha.pk],
-         "post": "yes"},
+        {
+            "action": "delete_selected",
+            "_selected_action": [glob.pk, alpha.pk],
+            "post": "yes",
+        },
     )
     assert Counter.objects.filter(name=GLOBAL).exists()
 
@@ -259,8 +276,12 @@ def test_audit_trail_filters_newest_first(admin_client, counters):
     run_action(admin_client, "reset_selected", [alpha])
     run_action(admin_client, "reset_selected", [beta])
     run_action(
-        admin_client, "change_value_selected", [alpha],
-        apply="Apply", operation="set", number="3",
+        admin_client,
+        "change_value_selected",
+        [alpha],
+        apply="Apply",
+        operation="set",
+        number="3",
     )
     rows = admin_client.get(TRAIL, {"counter_name": "alpha"}).context["cl"].result_list
     assert [(e.action, e.new_value) for e in rows] == [("set", 3), ("reset", 0)]
@@ -311,8 +332,12 @@ def test_each_admin_change_is_logged_once_committed(
         Counter.objects.filter(name="beta").update(value=INT64_MAX)
         with django_capture_on_commit_callbacks(execute=True):
             run_action(
-                admin_client, "change_value_selected", [alpha, beta],
-                apply="Apply", operation="increment", number="1",
+                admin_client,
+                "change_value_selected",
+                [alpha, beta],
+                apply="Apply",
+                operation="increment",
+                number="1",
             )
         assert caplog.records == []
         Counter.objects.filter(name="beta").update(value=-3)

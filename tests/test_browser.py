@@ -166,9 +166,7 @@ def test_two_browsers_keep_separate_counters(site_with_redis, browsers):
     assert shown_value(bob) == "-1"
 
 
-def test_staff_resets_the_global_counter_in_the_admin(
-    site, browser, django_user_model
-):
+def test_staff_resets_the_global_counter_in_the_admin(site, browser, django_user_model):
     django_user_model.objects.create_superuser("staff", "staff@example.com", PASSWORD)
     browser.get(f"{site}/")
     for _ in range(3):

@@ -141,8 +141,10 @@ def test_a_database_failure_fails_the_batch_and_consumes_no_number(postgres):
             outcomes = list(pool.map(take, range(takers)))
     finally:
         with connection.cursor() as cursor:
-            cursor.execute("DROP TRIGGER refuse_fail ON counters_counterevent;"
-                           "DROP FUNCTION refuse_fail();")
+            cursor.execute(
+                "DROP TRIGGER refuse_fail ON counters_counterevent;"
+                "DROP FUNCTION refuse_fail();"
+            )
 
     numbers = sorted(n for n in outcomes if isinstance(n, int))
     failures = [e for e in outcomes if not isinstance(e, int)]

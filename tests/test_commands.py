@@ -510,8 +510,9 @@ def test_shell_delete_on_a_real_terminal_asks_first(tickets):
         os.close(terminal)
         os.close(controller)
     assert result.returncode == 0
-    assert result.stderr.endswith("counter tickets delete: 10 -> None by "
-                                  f"{SHELL_ACTOR} via cli\n")
+    assert result.stderr.endswith(
+        f"counter tickets delete: 10 -> None by {SHELL_ACTOR} via cli\n"
+    )
     assert result.stdout == (
         "Delete counter 'tickets' (value 10)? [y/N] "
         "Deleted counter 'tickets' (last value 10).\n"

@@ -26,7 +26,9 @@ def summary_of(numbers, requests=None, errors=None):
 def test_summary_of_consecutive_numbers():
     summary = summary_of([3, 1, 2, 4])
     assert (summary["duplicates"], summary["gaps"], summary["consecutive"]) == (
-        0, 0, True,
+        0,
+        0,
+        True,
     )
     assert (summary["first"], summary["last"], summary["rps"]) == (1, 4, 4.0)
 
@@ -78,11 +80,24 @@ def test_naive_endpoint_is_a_404_unless_the_demo_is_on(settings):
 def loadtest(base_url: str, path: str, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
-            sys.executable, "manage.py", "loadtest", "--json",
-            "--url", f"{base_url}{path}", "--clients", "20", "--requests", "400",
-            "--max-seconds", "120", *extra,
+            sys.executable,
+            "manage.py",
+            "loadtest",
+            "--json",
+            "--url",
+            f"{base_url}{path}",
+            "--clients",
+            "20",
+            "--requests",
+            "400",
+            "--max-seconds",
+            "120",
+            *extra,
         ],
-        cwd=ROOT, capture_output=True, text=True, timeout=180,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
 
 
@@ -99,7 +114,9 @@ def test_loadtest_passes_on_the_database_counter_and_fails_the_naive_one(
     report = json.loads(good.stdout)
     assert (report["requests"], report["ok"], report["errors"]) == (400, 400, {})
     assert (report["duplicates"], report["gaps"], report["consecutive"]) == (
-        0, 0, True,
+        0,
+        0,
+        True,
     )
     assert (report["first"], report["last"]) == (1, 400)
     for key in ("rps", "p50_ms", "p95_ms", "p99_ms", "max_ms"):

@@ -56,8 +56,11 @@ def https_settings(**env: str) -> list[str]:
         "s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS,"
         "s.SECURE_PROXY_SSL_HEADER)"
     )
-    result = run([sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
-                 DEBUG="1", **env)
+    result = run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
+        DEBUG="1",
+        **env,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().split(maxsplit=4)
 
@@ -65,7 +68,11 @@ def https_settings(**env: str) -> list[str]:
 def test_https_settings_are_off_by_default_and_on_behind_a_tls_proxy():
     assert https_settings() == ["False", "False", "False", "0", "None"]
     assert https_settings(HTTPS="1") == [
-        "True", "True", "True", "31536000", "('HTTP_X_FORWARDED_PROTO', 'https')",
+        "True",
+        "True",
+        "True",
+        "31536000",
+        "('HTTP_X_FORWARDED_PROTO', 'https')",
     ]
 
 
@@ -87,7 +94,9 @@ def test_healthz_checks_the_redis_cache(redis_cache_settings, settings):
     response = Client().get("/healthz")
     assert response.status_code == 200
     assert response.json() == {
-        "status": "degraded", "database": "ok", "cache": "unavailable",
+        "status": "degraded",
+        "database": "ok",
+        "cache": "unavailable",
     }
 
 
@@ -98,13 +107,18 @@ def test_healthz_checks_the_redis_cache(redis_cache_settings, settings):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"data": b"x" * (3 * 1024 * 1024), "content_type": "application/json"},
-         "Bad request: Request body exceeded"),
-        ({"data": b"hello", "content_type": "text/plain"},
-         "Send the body as JSON"),
-        ({"data": '{"by": 100000000000000000000000}',
-          "content_type": "application/json"},
-         "Anonymous clients may only increment by exactly 1."),
+        (
+            {"data": b"x" * (3 * 1024 * 1024), "content_type": "application/json"},
+            "Bad request: Request body exceeded",
+        ),
+        ({"data": b"hello", "content_type": "text/plain"}, "Send the body as JSON"),
+        (
+            {
+                "data": '{"by": 100000000000000000000000}',
+                "content_type": "application/json",
+            },
+            "Anonymous clients may only increment by exactly 1.",
+        ),
     ],
     ids=["oversized", "not-json", "huge-number"],
 )
@@ -122,8 +136,9 @@ def test_huge_and_negative_steps_on_the_own_counter(redis_cache_settings):
     token = client.cookies["csrftoken"].value
 
     def step(path, by):
-        return client.post(path, {"by": by}, content_type="application/json",
-                           HTTP_X_CSRFTOKEN=token)
+        return client.post(
+            path, {"by": by}, content_type="application/json", HTTP_X_CSRFTOKEN=token
+        )
 
     response = step("/api/me/increment/", 10**30)
     assert response.status_code == 400
@@ -157,12 +172,14 @@ def test_static_files_are_hashed_and_compressed_under_gunicorn(
         css = re.search(r'href="(/static/counters/site\.[0-9a-f]{12}\.css)"', page)
         assert css, page
         login = requests.get(f"{url}/admin/login/", timeout=10).text
-        admin_css = re.search(r'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"',
-                              login)
+        admin_css = re.search(
+            r'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"', login
+        )
         assert admin_css, login
         for path in (css.group(1), admin_css.group(1)):
-            response = requests.get(f"{url}{path}", timeout=10,
-                                    headers={"Accept-Encoding": "gzip"})
+            response = requests.get(
+                f"{url}{path}", timeout=10, headers={"Accept-Encoding": "gzip"}
+            )
             assert response.status_code == 200
             assert response.headers["Content-Encoding"] == "gzip"
             assert "max-age=315360000" in response.headers["Cache-Control"]
@@ -178,13 +195,26 @@ def own_postgres(tmp_path):
     """Start a cluster of the test's own, migrated, that it may stop."""
     cluster = started(PostgresCluster(max_connections=100), "PostgreSQL")
     subprocess.run(
-        [str(cluster.bindir / "createdb"), "-h", cluster.host, "-p",
-         str(cluster.port), "-U", cluster.user, "counters"],
-        check=True, capture_output=True,
+        [
+            str(cluster.bindir / "createdb"),
+            "-h",
+            cluster.host,
+            "-p",
+            str(cluster.port),
+            "-U",
+            cluster.user,
+            "counters",
+        ],
+        check=True,
+        capture_output=True,
     )
     env = {**os.environ, "DATABASE_URL": cluster.url("counters")}
-    subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
-                   cwd=ROOT, env=env, check=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
     return cluster
 
 
@@ -200,11 +230,11 @@ def wait_for(predicate, seconds: float = 20.0) -> bool:
 def test_database_outage_answers_503s_and_recovers_without_a_restart(tmp_path, serve):
     cluster = own_postgres(tmp_path)
     try:
-        with serve({"DATABASE_URL": cluster.url("counters")}, workers=2,
-                   threads=4) as url:
+        with serve(
+            {"DATABASE_URL": cluster.url("counters")}, workers=2, threads=4
+        ) as url:
             take = f"{url}/api/counters/global/increment/"
-            before = [requests.post(take, timeout=10).json()["value"]
-                      for _ in range(5)]
+            before = [requests.post(take, timeout=10).json()["value"] for _ in range(5)]
             assert before == [1, 2, 3, 4, 5]
 
             cluster.stop()
@@ -213,38 +243,44 @@ def test_database_outage_answers_503s_and_recovers_without_a_restart(tmp_path, s
             assert page.headers["Retry-After"] == "5"
             assert "Temporarily unavailable" in page.text
             assert "Traceback" not in page.text
-            for response in (requests.post(take, timeout=10),
-                             requests.get(f"{url}/api/counters/global/", timeout=10),
-                             # A visitor's session is read from the database.
-                             requests.get(f"{url}/api/me/", timeout=10,
-                                          cookies={"sessionid": "a" * 32})):
+            for response in (
+                requests.post(take, timeout=10),
+                requests.get(f"{url}/api/counters/global/", timeout=10),
+                # A visitor's session is read from the database.
+                requests.get(
+                    f"{url}/api/me/", timeout=10, cookies={"sessionid": "a" * 32}
+                ),
+            ):
                 assert response.status_code == 503
                 assert response.headers["Retry-After"] == "5"
                 assert "database is unavailable" in response.json()["error"]
             health = requests.get(f"{url}/healthz", timeout=10)
             assert health.status_code == 503
             assert health.json() == {
-                "status": "unavailable", "database": "unavailable", "cache": "absent",
+                "status": "unavailable",
+                "database": "unavailable",
+                "cache": "absent",
             }
             for path in ("/me/", "/admin/"):
-                response = requests.get(f"{url}{path}", timeout=10,
-                                        cookies={"sessionid": "a" * 32})
+                response = requests.get(
+                    f"{url}{path}", timeout=10, cookies={"sessionid": "a" * 32}
+                )
                 assert response.status_code == 503
 
             cluster.start()
             assert wait_for(
                 lambda: requests.get(f"{url}/healthz", timeout=10).status_code == 200
             ), "the app did not recover within 20 s"
-            after = [requests.post(take, timeout=10).json()["value"]
-                     for _ in range(5)]
+            after = [requests.post(take, timeout=10).json()["value"] for _ in range(5)]
             assert after == [6, 7, 8, 9, 10]
     finally:
         cluster.destroy()
 
 
 def gunicorn_workers(master: int) -> set[int]:
-    result = subprocess.run(["pgrep", "-P", str(master)], capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        ["pgrep", "-P", str(master)], capture_output=True, text=True
+    )
     return {int(pid) for pid in result.stdout.split()}
 
 
@@ -290,10 +326,21 @@ def test_a_killed_worker_loses_no_number_and_is_replaced(
     numbers.append(after_kill)
     assert len(numbers) == len(set(numbers)), "a number was handed out twice"
     history = subprocess.run(
-        [sys.executable, "manage.py", "counter", "history", "global", "--json",
-         "--limit", "100000"],
-        cwd=ROOT, env={**os.environ, "DATABASE_URL": database_url()},
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "manage.py",
+            "counter",
+            "history",
+            "global",
+            "--json",
+            "--limit",
+            "100000",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url()},
+        capture_output=True,
+        text=True,
+        check=True,
     )
     recorded = sorted(entry["new_value"] for entry in json.loads(history.stdout))
     final = max(recorded)
@@ -308,11 +355,16 @@ def test_two_app_servers_share_one_database_and_one_redis(
     postgres, redis_server, global_counter, serve
 ):
     env = {"DATABASE_URL": database_url(), "REDIS_URL": redis_server.url}
-    with serve(env, workers=2, threads=4) as one, serve(env, workers=2,
-                                                        threads=4) as two:
+    with (
+        serve(env, workers=2, threads=4) as one,
+        serve(env, workers=2, threads=4) as two,
+    ):
         calls = [
-            (lambda base=base: requests.post(
-                f"{base}/api/counters/global/increment/", timeout=30))
+            (
+                lambda base=base: requests.post(
+                    f"{base}/api/counters/global/increment/", timeout=30
+                )
+            )
             for base in [one, two] * 100
         ]
         responses = all_at_once(calls)

@@ -7,8 +7,8 @@ from django.test import Client
 
 from counters.exceptions import InvalidStep, OutOfRange
 from counters.models import INT64_MAX
-from counters.sessions import COUNTER_KEY, SessionStore
 from counters.services import session_counter_increment
+from counters.sessions import COUNTER_KEY, SessionStore
 
 pytestmark = pytest.mark.django_db
 
@@ -116,8 +116,12 @@ def test_wrong_method_is_a_json_405(visitor):
 
 
 def test_leaving_64_bits_is_refused(visitor):
-    post(visitor, "/api/me/increment/", data={"by": INT64_MAX},
-         content_type="application/json")
+    post(
+        visitor,
+        "/api/me/increment/",
+        data={"by": INT64_MAX},
+        content_type="application/json",
+    )
     response = post(visitor, "/api/me/increment/")
     assert response.status_code == 400
     assert "Your counter is at" in response.json()["error"]

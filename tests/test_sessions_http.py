@@ -53,8 +53,9 @@ def test_concurrent_increments_of_one_session_are_all_kept(
 def test_concurrent_increments_on_the_embedded_default(tmp_path, serve):
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
     migrate = [sys.executable, "manage.py", "migrate", "--no-input", "-v0"]
-    subprocess.run(migrate, cwd=ROOT, env={**__import__("os").environ, **env},
-                   check=True)
+    subprocess.run(
+        migrate, cwd=ROOT, env={**__import__("os").environ, **env}, check=True
+    )
     with serve(env, workers=4, threads=8) as base_url:
         assert_no_lost_update(base_url)
 

@@ -16,10 +16,15 @@ def run(args: list[str], **env: str) -> subprocess.CompletedProcess:
     clean = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"SECRET_KEY", "DEBUG", "DATABASE_URL", "ALLOWED_HOSTS", "REDIS_URL"}
+        if k
+        not in {"SECRET_KEY", "DEBUG", "DATABASE_URL", "ALLOWED_HOSTS", "REDIS_URL"}
     }
     return subprocess.run(
-        args, cwd=ROOT, env={**clean, **env}, capture_output=True, text=True,
+        args,
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
         timeout=60,
     )
 
@@ -69,7 +74,9 @@ def test_embedded_default_is_sqlite_beside_manage_py():
         "from django.conf import settings; d = settings.DATABASES['default'];"
         "print(d['ENGINE'], d['NAME'], d['OPTIONS']['transaction_mode'])"
     )
-    result = run([sys.executable, "manage.py", "shell", "--no-imports", "-c", code], DEBUG="1")
+    result = run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code], DEBUG="1"
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
         "django.db.backends.sqlite3",
@@ -83,8 +90,9 @@ def test_embedded_default_keeps_no_shared_state_in_a_process():
         "from django.conf import settings;"
         "print(settings.CACHES['default']['BACKEND'], settings.SESSION_ENGINE)"
     )
-    result = run([sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
-                 DEBUG="1")
+    result = run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code], DEBUG="1"
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
         "django.core.cache.backends.dummy.DummyCache",
@@ -97,17 +105,23 @@ def test_redis_url_caches_in_redis_under_the_project_prefix():
         "from django.conf import settings; c = settings.CACHES['default'];"
         "print(c['BACKEND'], c['LOCATION'], c['KEY_PREFIX'])"
     )
-    result = run([sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
-                 DEBUG="1", REDIS_URL="redis://127.0.0.1:6390/2")
+    result = run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
+        DEBUG="1",
+        REDIS_URL="redis://127.0.0.1:6390/2",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
-        "django_redis.cache.RedisCache", "redis://127.0.0.1:6390/2", "counters"
+        "django_redis.cache.RedisCache",
+        "redis://127.0.0.1:6390/2",
+        "counters",
     ]
 
 
 def test_bad_redis_url_names_the_variable():
-    result = run([sys.executable, "manage.py", "check"], DEBUG="1",
-                 REDIS_URL="localhost:6379")
+    result = run(
+        [sys.executable, "manage.py", "check"], DEBUG="1", REDIS_URL="localhost:6379"
+    )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         "Error: Set the REDIS_URL environment variable to redis://host:port/db."
@@ -146,8 +160,11 @@ def test_unsupported_database_url_names_the_variable(url):
 
 
 def test_bad_gunicorn_setting_fails_with_one_line():
-    result = run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
-                 DEBUG="1", GUNICORN_THREADS="many")
+    result = run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+        DEBUG="1",
+        GUNICORN_THREADS="many",
+    )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         "Error: Set GUNICORN_THREADS to a whole number, not 'many'."

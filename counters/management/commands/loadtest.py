@@ -68,7 +68,7 @@ class Results:
 def first_gaps(distinct: list[int]) -> list[int]:
     """Return the first missing numbers between the sorted ``distinct`` ones."""
     missing: list[int] = []
-    for low, high in zip(distinct, distinct[1:]):
+    for low, high in zip(distinct, distinct[1:], strict=False):
         missing.extend(range(low + 1, min(high, low + 1 + SHOWN - len(missing))))
         if len(missing) >= SHOWN:
             break
@@ -159,10 +159,13 @@ class Command(BaseCommand):
         )
         parser.add_argument("--json", action="store_true", dest="as_json")
 
-    def handle(self, *args, url, clients, requests, timeout, max_seconds, as_json,
-               **options):
+    def handle(
+        self, *args, url, clients, requests, timeout, max_seconds, as_json, **options
+    ):
         if not url.startswith(("http://", "https://")):
-            raise CommandError(f"--url must be an http:// or https:// URL, not {url!r}.")
+            raise CommandError(
+                f"--url must be an http:// or https:// URL, not {url!r}."
+            )
         results = self.run(url, clients, requests, timeout, max_seconds, as_json)
         summary = results.summary()
         if as_json:
@@ -175,7 +178,11 @@ class Command(BaseCommand):
 
     def run(self, url, clients, requests, timeout, max_seconds, as_json) -> Results:
         load = lambda tick=None: run_load(  # noqa: E731
-            url, clients, requests, timeout=timeout, max_seconds=max_seconds,
+            url,
+            clients,
+            requests,
+            timeout=timeout,
+            max_seconds=max_seconds,
             tick=tick,
         )
         if as_json or not self.stdout.isatty():
@@ -198,8 +205,10 @@ class Command(BaseCommand):
             ("ok", summary["ok"]),
             ("errors", errors or "0"),
             ("throughput", f"{summary['rps']} req/s"),
-            ("latency p50 / p95 / p99", "{p50_ms} / {p95_ms} / {p99_ms} ms".format(
-                **summary)),
+            (
+                "latency p50 / p95 / p99",
+                "{p50_ms} / {p95_ms} / {p99_ms} ms".format(**summary),
+            ),
             ("latency max", f"{summary['max_ms']} ms"),
             ("numbers", f"{summary['first']} … {summary['last']}"),
             ("duplicates", summary["duplicates"]),
