@@ -23,7 +23,9 @@ from collections.abc import Callable
 from django.contrib.sessions.backends.cached_db import (
     SessionStore as CachedDBStore,
 )
+from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore as DBStore
+from django.core.cache.backends.dummy import DummyCache
 from django.db import router, transaction
 from django.utils import timezone
 
@@ -50,20 +52,49 @@ class SessionStore(CachedDBStore):
             # The database has the data; the cache catches up on a later save.
             logger.exception("Could not write session to the cache")
 
+    def _keep_stored_counter(self) -> None:
+        """Lock this session's row and take the counter it holds into memory."""
+        row = self._live_rows().select_for_update().first()
+        if row is not None:
+            stored = self.decode(row.session_data)
+            if COUNTER_KEY in stored:
+                self._session[COUNTER_KEY] = stored[COUNTER_KEY]
+
+    def load(self) -> dict:
+        data = super().load()
+        if (
+            data.get(SESSION_KEY) is not None
+            and not isinstance(self._cache, DummyCache)
+            and not self._live_rows().exists()
+        ):
+            # A logout (or expiry) whose cache delete failed during a Redis
+            # outage, or a Redis back from an old snapshot, would otherwise
+            # log the session in again from the cache. Only sessions that
+            # carry a login pay for this check.
+            self._session_key = None
+            return {}
+        return data
+
     def save(self, must_create: bool = False) -> None:
         """Save the session, keeping the counter value the database holds."""
         if must_create or self.session_key is None:
             return super().save(must_create)
         with transaction.atomic(using=self._db_alias()):
-            row = self._live_rows().select_for_update().first()
-            if row is not None:
-                stored = self.decode(row.session_data)
-                if COUNTER_KEY in stored:
-                    self._session[COUNTER_KEY] = stored[COUNTER_KEY]
+            self._keep_stored_counter()
             # The database part of cached_db's save; the cache is written
             # after the commit, so it never holds what was rolled back.
             DBStore.save(self, must_create=False)
         self._cache_write(self._session)
+
+    def cycle_key(self) -> None:
+        """Give the session a new key (as login does), keeping its counter."""
+        if self.session_key is None:
+            return super().cycle_key()
+        # The old row stays locked until the new one holds its counter and
+        # the old one is gone: no concurrent increment is lost in between.
+        with transaction.atomic(using=self._db_alias()):
+            self._keep_stored_counter()
+            super().cycle_key()
 
     def update_counter(self, change: Callable[[int], int]) -> int:
         """
@@ -78,7 +109,9 @@ class SessionStore(CachedDBStore):
         with transaction.atomic(using=self._db_alias()):
             row = self._live_rows().select_for_update().first()
             if row is None:
-                # Expired or deleted since the request began: start afresh.
+                # Expired or deleted since the request began: start afresh,
+                # without whatever this request had loaded.
+                self._session_cache = {}
                 self.create()
                 row = self._live_rows().select_for_update().get()
             data = self.decode(row.session_data)

@@ -1,6 +1,7 @@
 """Per-user counters kept in cached sessions (Redis through django-redis)."""
 
 import pytest
+from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.models import Session
 from django.core.cache import cache
 from django.test import Client
@@ -197,3 +198,35 @@ def test_service_errors_change_nothing(redis_cache_settings):
     with pytest.raises(OutOfRange):
         session_counter_increment(store, by=INT64_MAX)
     assert SessionStore(store.session_key).counter_value() == 1
+
+
+def test_login_keeps_the_counter_the_database_holds(redis_cache_settings):
+    first = SessionStore()
+    session_counter_increment(first)
+    key = first.session_key
+    # This request loaded the session when the counter was 1…
+    logging_in = SessionStore(key)
+    assert logging_in[COUNTER_KEY] == 1
+    # …another tab adds 10 meanwhile…
+    session_counter_increment(SessionStore(key), by=10)
+    # …and then this request logs in, which gives the session a new key.
+    logging_in.cycle_key()
+    logging_in.save()
+    assert logging_in.session_key != key
+    assert SessionStore(logging_in.session_key).counter_value() == 11
+    assert not Session.objects.filter(session_key=key).exists()
+
+
+def test_a_stale_cache_cannot_log_a_deleted_session_back_in(redis_cache_settings):
+    store = SessionStore()
+    store[SESSION_KEY] = "1"
+    store.save()
+    key = store.session_key
+    # A logout whose cache delete was lost in a Redis outage: the row is
+    # gone, the cached copy is still there.
+    Session.objects.filter(session_key=key).delete()
+    assert cache.get(f"session:{key}")[SESSION_KEY] == "1"
+
+    reloaded = SessionStore(key)
+    assert reloaded.load() == {}
+    assert reloaded.session_key is None
