@@ -68,7 +68,7 @@ def combine(key: Hashable, item: Any, run: Callable[[list[Any]], list[Any]]) -> 
         call.ready.wait()
         leads = not call.done  # woken to lead the batch it is part of
     if leads:
-        _run_batch(lane, run)
+        _run_batch(key, lane, run)
     if call.error is not None:
         if leads:
             raise call.error
@@ -78,7 +78,9 @@ def combine(key: Hashable, item: Any, run: Callable[[list[Any]], list[Any]]) -> 
     return call.result
 
 
-def _run_batch(lane: _Lane, run: Callable[[list[Any]], list[Any]]) -> None:
+def _run_batch(
+    key: Hashable, lane: _Lane, run: Callable[[list[Any]], list[Any]]
+) -> None:
     with lane.lock:
         batch, lane.waiting = lane.waiting, []
     try:
@@ -97,5 +99,11 @@ def _run_batch(lane: _Lane, run: Callable[[list[Any]], list[Any]]) -> None:
                 lane.waiting[0].ready.set()
             else:
                 lane.busy = False
+                # An idle lane is dropped, so that keys that come and go (a
+                # client trying names that do not exist) cannot pile up. A
+                # caller still holding it only leads a batch of its own.
+                with _lanes_lock:
+                    if _lanes.get(key) is lane:
+                        del _lanes[key]
         for call in batch:
             call.ready.set()

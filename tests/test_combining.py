@@ -169,3 +169,11 @@ def test_a_take_inside_the_callers_transaction_rolls_back_with_it(postgres):
             raise Boom
     assert Counter.objects.get(name="inner").value == 0
     assert counter_take("inner") == 1
+
+
+def test_idle_lanes_are_dropped_so_keys_cannot_pile_up():
+    from counters import combining
+
+    for number in range(1000):
+        assert combine(("take", f"no-such-counter-{number}"), number, list) == number
+    assert not [key for key in combining._lanes if "no-such-counter" in str(key)]
