@@ -11,10 +11,18 @@ from .models import Source
 ALWAYS_RECORDED = {Source.ADMIN, Source.CLI}
 
 
+# CounterEvent.actor's length: a longer name (a custom user model's) is cut,
+# rather than failing the change and every take batched with it.
+WHO_MAX_LENGTH = 255
+
+
 @dataclass(frozen=True)
 class Actor:
     source: Source
     who: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "who", self.who[:WHO_MAX_LENGTH])
 
     @property
     def always_recorded(self) -> bool:

@@ -63,7 +63,7 @@ class CounterEvent(models.Model):
     old_value = models.BigIntegerField(null=True, blank=True)
     new_value = models.BigIntegerField(null=True, blank=True)
     source = models.CharField(max_length=5, choices=Source.choices)
-    actor = models.CharField(max_length=150)
+    actor = models.CharField(max_length=255)
     created_at = models.DateTimeField("when", auto_now_add=True)
 
     class Meta:

@@ -217,3 +217,12 @@ def test_history_outlives_the_counter(counter):
     assert [e.action for e in counter_history("tickets", limit=1)] == ["delete"]
     with pytest.raises(CounterNotFound):
         counter_history("never-existed")
+
+
+def test_a_very_long_actor_name_is_cut_not_fatal(counter):
+    long_name = Actor(Source.ADMIN, "user:" + "x" * 400)
+    Counter.objects.filter(name="tickets").update(audit_takes=True)
+    assert counter_take("tickets", actor=long_name) == 11
+    assert counter_increment("tickets", actor=long_name) == 12
+    actors = CounterEvent.objects.values_list("actor", flat=True)
+    assert {len(actor) for actor in actors} == {255}

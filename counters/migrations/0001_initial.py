@@ -35,7 +35,7 @@ class Migration(migrations.Migration):
                 ('old_value', models.BigIntegerField(blank=True, null=True)),
                 ('new_value', models.BigIntegerField(blank=True, null=True)),
                 ('source', models.CharField(choices=[('admin', 'Admin'), ('cli', 'Cli'), ('api', 'Api'), ('web', 'Web')], max_length=5)),
-                ('actor', models.CharField(max_length=150)),
+                ('actor', models.CharField(max_length=255)),
                 ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='when')),
             ],
             options={
