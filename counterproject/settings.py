@@ -115,6 +115,19 @@ SQLITE_OPTIONS = {
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
 }
 
+POSTGRES_OPTIONS = {
+    # A database that does not answer turns into an error (and a 503) in
+    # seconds instead of a request that hangs, and with it every take
+    # batched behind it: connecting, a dead peer (TCP keepalives), and
+    # waiting for a row lock held elsewhere.
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "options": "-c lock_timeout=10s",
+}
+
 SUPPORTED_ENGINES = {
     "django.db.backends.postgresql",
     "django.db.backends.sqlite3",
@@ -138,6 +151,8 @@ def database_from_url(url: str) -> dict:
             "DATABASE_URL",
             " to postgres://user:password@host:port/name or sqlite:///path",
         )
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        config["OPTIONS"] = {**POSTGRES_OPTIONS, **config.get("OPTIONS", {})}
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # sqlite:///name is relative to the project, sqlite:////name absolute.
         config["NAME"] = str(BASE_DIR / config["NAME"])

@@ -169,3 +169,10 @@ def test_bad_gunicorn_setting_fails_with_one_line():
     assert result.stderr.strip().splitlines() == [
         "Error: Set GUNICORN_THREADS to a whole number, not 'many'."
     ]
+
+
+def test_postgres_connections_time_out_instead_of_hanging():
+    options = database_from_url("postgres://app@db.example/counters")["OPTIONS"]
+    assert options["connect_timeout"] <= 10
+    assert options["keepalives"] == 1
+    assert "lock_timeout" in options["options"]
