@@ -6,9 +6,11 @@ writes the value back, so a form opened long ago cannot undo takes made since.
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.shortcuts import get_object_or_404, redirect
+from django.http import Http404
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
@@ -161,7 +163,9 @@ class CounterAdmin(admin.ModelAdmin):
 
     def change_value_view(self, request, object_id):
         """Change one counter's value through the services."""
-        counter = get_object_or_404(Counter, pk=object_id)
+        counter = self.get_object(request, unquote(object_id))
+        if counter is None:
+            raise Http404(f"There is no counter with the id {object_id!r}.")
         if not self.has_change_permission(request, counter):
             raise PermissionDenied
         form = ValueChangeForm(request.POST or None)

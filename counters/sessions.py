@@ -20,10 +20,10 @@ Without Redis the cache is Django's DummyCache and this is the ``db`` engine.
 import logging
 from collections.abc import Callable
 
+from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.cached_db import (
     SessionStore as CachedDBStore,
 )
-from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore as DBStore
 from django.core.cache.backends.dummy import DummyCache
 from django.db import router, transaction

@@ -4,6 +4,7 @@ import logging
 import sys
 
 from django.contrib import messages
+from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -90,7 +91,10 @@ def _error(request, status: int, message: str):
 
 def bad_request(request, exception):
     """Answer a request Django could not accept (too large, bad host…)."""
-    return _error(request, 400, f"Bad request: {exception}")
+    if isinstance(exception, RequestDataTooBig):
+        return _error(request, 400, "Bad request: the request body is too large.")
+    # Django's own text can name settings (ALLOWED_HOSTS): not for clients.
+    return _error(request, 400, "Bad request: it could not be accepted.")
 
 
 def server_error(request):

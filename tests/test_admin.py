@@ -347,3 +347,8 @@ def test_each_admin_change_is_logged_once_committed(
         f"counter alpha reset: 5 -> 0 by user:{admin_user.username} via admin",
         f"counter beta reset: -3 -> 0 by user:{admin_user.username} via admin",
     ]
+
+
+def test_value_page_of_a_missing_or_malformed_id_is_a_404(admin_client, counters):
+    assert admin_client.get(f"{CHANGELIST}abc/value/").status_code == 404
+    assert admin_client.get(f"{CHANGELIST}999999/value/").status_code == 404

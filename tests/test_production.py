@@ -109,7 +109,7 @@ def test_healthz_checks_the_redis_cache(redis_cache_settings, settings):
     [
         (
             {"data": b"x" * (3 * 1024 * 1024), "content_type": "application/json"},
-            "Bad request: Request body exceeded",
+            "Bad request: the request body is too large.",
         ),
         ({"data": b"hello", "content_type": "text/plain"}, "Send the body as JSON"),
         (
@@ -379,3 +379,10 @@ def test_two_app_servers_share_one_database_and_one_redis(
         for base in (one, two):
             visitor.base_url = base
             assert visitor.value() == 6
+
+
+@pytest.mark.django_db
+def test_a_bad_host_gets_a_400_that_names_no_setting():
+    response = Client().get("/api/counters/global/", HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    assert response.json() == {"error": "Bad request: it could not be accepted."}
