@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import SECRET, served, sh  # noqa: E402
+from bench.run import SECRET, migrate, served  # noqa: E402
 
 SHAPES = [(1, 1), (1, 8), (4, 1), (4, 8)]
 CLIENTS = 50
@@ -54,14 +54,7 @@ def main() -> None:
             "DATABASE_URL": f"sqlite:///{work / 'db.sqlite3'}",
             "COUNTERS_NAIVE_DEMO": "1",
         }
-        sh(
-            sys.executable,
-            "manage.py",
-            "migrate",
-            "--no-input",
-            "-v0",
-            env={**env, "SECRET_KEY": SECRET},
-        )
+        migrate(env)
         server = served(
             env, (workers, threads), "/api/counters/global/", work / "gunicorn.log"
         )

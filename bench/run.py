@@ -52,47 +52,25 @@ def pgbench(pg: PostgresCluster, script: str, clients: int, seconds: float) -> f
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
         handle.write(script)
     os.chmod(handle.name, 0o644)
+    duration = str(max(1, round(seconds)))
     result = sh(
-        str(pg.bindir / "pgbench"),
-        "-n",
-        "-h",
-        pg.host,
-        "-p",
-        str(pg.port),
-        "-U",
-        pg.user,
-        "-c",
-        str(clients),
-        "-j",
-        "2",
-        "-T",
-        str(max(1, round(seconds))),
-        "-f",
-        handle.name,
-        "bench",
-    )
+        str(pg.bindir / "pgbench"), *pg.client_args(), "-n", "-c", str(clients),
+        "-j", "2", "-T", duration, "-f", handle.name, "bench",
+    )  # fmt: skip
     os.unlink(handle.name)
     match = re.search(r"tps = ([\d.]+)", result.stdout)
     return float(match.group(1))
 
 
 def psql(pg: PostgresCluster, sql: str, db: str = "postgres") -> None:
-    sh(
-        str(pg.bindir / "psql"),
-        "-h",
-        pg.host,
-        "-p",
-        str(pg.port),
-        "-U",
-        pg.user,
-        "-d",
-        db,
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-q",
-        "-c",
-        sql,
-    )
+    sh(str(pg.bindir / "psql"), *pg.client_args(), "-d", db, "-v", "ON_ERROR_STOP=1",
+       "-q", "-c", sql)  # fmt: skip
+
+
+def migrate(env: dict[str, str]) -> None:
+    """Create the schema of the database ``env`` names, in a subprocess."""
+    sh(sys.executable, "manage.py", "migrate", "--no-input", "-v0",
+       env={"SECRET_KEY": SECRET, **env})  # fmt: skip
 
 
 def take_statements() -> str:
@@ -264,14 +242,7 @@ def main() -> None:
             SECRET_KEY=SECRET,
             DJANGO_SETTINGS_MODULE="counterproject.settings",
         )
-        sh(
-            sys.executable,
-            "manage.py",
-            "migrate",
-            "--no-input",
-            "-v0",
-            env={"DJANGO_SETTINGS_MODULE": "bench.settings"},
-        )
+        migrate({"DJANGO_SETTINGS_MODULE": "bench.settings"})
         import django
 
         django.setup()
@@ -345,7 +316,7 @@ def main() -> None:
 
         sqlite = work / "db.sqlite3"
         sqlite_env = {"DATABASE_URL": f"sqlite:///{sqlite}"}
-        sh(sys.executable, "manage.py", "migrate", "--no-input", "-v0", env=sqlite_env)
+        migrate(sqlite_env)
         server = served(sqlite_env, shape, "/api/counters/global/", work / "sqlite.log")
         servers.append(server)
         rows["HTTP take, embedded SQLite default"] = load(

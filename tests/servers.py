@@ -60,6 +60,10 @@ class PostgresCluster:
             os.chown(self.dir, self._popen["user"], self._popen["group"])
         self._executor: TCPExecutor | None = None
 
+    def client_args(self) -> list[str]:
+        """Return the host, port and user options of PostgreSQL's client tools."""
+        return ["-h", self.host, "-p", str(self.port), "-U", self.user]
+
     def url(self, dbname: str = "postgres") -> str:
         return f"postgres://{self.user}@{self.host}:{self.port}/{dbname}"
 
@@ -80,35 +84,20 @@ class PostgresCluster:
                 "--encoding=UTF8",
                 "--no-instructions",
             )
+        settings = [f"max_connections={self.max_connections}"]
+        if not self.durable:
+            # Tests do not test durability and skip its cost; the benchmark
+            # keeps PostgreSQL's defaults, as production does.
+            settings += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
+        command = [
+            str(self.bindir / "postgres"),
+            *("-D", str(self.data), "-h", self.host, "-p", str(self.port)),
+            *("-k", str(self.dir)),
+            *(arg for setting in settings for arg in ("-c", setting)),
+        ]
         log = open(self.log, "ab")
         self._executor = TCPExecutor(
-            [
-                str(self.bindir / "postgres"),
-                "-D",
-                str(self.data),
-                "-h",
-                self.host,
-                "-p",
-                str(self.port),
-                "-k",
-                str(self.dir),
-                "-c",
-                f"max_connections={self.max_connections}",
-                # Tests do not test durability and skip its cost; the
-                # benchmark keeps PostgreSQL's defaults, as production does.
-                *(
-                    []
-                    if self.durable
-                    else [
-                        "-c",
-                        "fsync=off",
-                        "-c",
-                        "synchronous_commit=off",
-                        "-c",
-                        "full_page_writes=off",
-                    ]
-                ),
-            ],
+            command,
             host=self.host,
             port=self.port,
             timeout=60,
@@ -120,15 +109,7 @@ class PostgresCluster:
         )
         self._executor.start()
         # The port opens before recovery ends; wait until sessions are let in.
-        self._run(
-            str(self.bindir / "pg_isready"),
-            "-h",
-            self.host,
-            "-p",
-            str(self.port),
-            "-t",
-            "30",
-        )
+        self._run(str(self.bindir / "pg_isready"), *self.client_args(), "-t", "30")
 
     def stop(self) -> None:
         if self._executor is not None and self._executor.running():

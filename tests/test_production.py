@@ -197,12 +197,7 @@ def own_postgres(tmp_path):
     subprocess.run(
         [
             str(cluster.bindir / "createdb"),
-            "-h",
-            cluster.host,
-            "-p",
-            str(cluster.port),
-            "-U",
-            cluster.user,
+            *cluster.client_args(),
             "counters",
         ],
         check=True,
