@@ -21,7 +21,7 @@ from counterproject.settings import redis_cache
 from .conftest import database_url, started
 from .httpclient import Visitor, all_at_once
 from .servers import ROOT, PostgresCluster
-from .test_settings import run
+from .test_settings import run, shell_output
 
 README = (ROOT / "README.md").read_text()
 
@@ -56,13 +56,7 @@ def https_settings(**env: str) -> list[str]:
         "s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS,"
         "s.SECURE_PROXY_SSL_HEADER)"
     )
-    result = run(
-        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
-        DEBUG="1",
-        **env,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip().split(maxsplit=4)
+    return shell_output(code, **env).strip().split(maxsplit=4)
 
 
 def test_https_settings_are_off_by_default_and_on_behind_a_tls_proxy():

@@ -29,6 +29,16 @@ def run(args: list[str], **env: str) -> subprocess.CompletedProcess:
     )
 
 
+def shell_output(code: str, **env: str) -> str:
+    """Run ``code`` in ``manage.py shell`` (DEBUG=1 unless given); return stdout."""
+    result = run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
+        **{"DEBUG": "1", **env},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 @pytest.mark.parametrize(
     "command",
     [
@@ -74,11 +84,7 @@ def test_embedded_default_is_sqlite_beside_manage_py():
         "from django.conf import settings; d = settings.DATABASES['default'];"
         "print(d['ENGINE'], d['NAME'], d['OPTIONS']['transaction_mode'])"
     )
-    result = run(
-        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code], DEBUG="1"
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [
+    assert shell_output(code).split() == [
         "django.db.backends.sqlite3",
         str(BASE_DIR / "db.sqlite3"),
         "IMMEDIATE",
@@ -90,11 +96,7 @@ def test_embedded_default_keeps_no_shared_state_in_a_process():
         "from django.conf import settings;"
         "print(settings.CACHES['default']['BACKEND'], settings.SESSION_ENGINE)"
     )
-    result = run(
-        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code], DEBUG="1"
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [
+    assert shell_output(code).split() == [
         "django.core.cache.backends.dummy.DummyCache",
         "counters.sessions",
     ]
@@ -105,13 +107,7 @@ def test_redis_url_caches_in_redis_under_the_project_prefix():
         "from django.conf import settings; c = settings.CACHES['default'];"
         "print(c['BACKEND'], c['LOCATION'], c['KEY_PREFIX'])"
     )
-    result = run(
-        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
-        DEBUG="1",
-        REDIS_URL="redis://127.0.0.1:6390/2",
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [
+    assert shell_output(code, REDIS_URL="redis://127.0.0.1:6390/2").split() == [
         "django_redis.cache.RedisCache",
         "redis://127.0.0.1:6390/2",
         "counters",
