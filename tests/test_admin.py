@@ -35,6 +35,14 @@ def run_action(client, action, counters, **data):
     )
 
 
+def change_value(client, counters, operation, number):
+    """Apply the value form of the bulk action to ``counters``."""
+    return run_action(
+        client, "change_value_selected", counters,
+        apply="Apply", operation=operation, number=number,
+    )  # fmt: skip
+
+
 def test_non_staff_users_are_sent_to_the_login_page(django_user_model, counters):
     user = django_user_model.objects.create_user("visitor", password="pw")
     client = Client()
@@ -147,32 +155,11 @@ def test_change_value_action_asks_for_a_number_then_applies_it(admin_client, cou
     assert "Change the value" in page.content.decode()
     assert values()["alpha"] == 5
 
-    run_action(
-        admin_client,
-        "change_value_selected",
-        [alpha, beta],
-        apply="Apply",
-        operation="increment",
-        number="7",
-    )
+    change_value(admin_client, [alpha, beta], "increment", "7")
     assert values() == {"global": 10, "alpha": 12, "beta": 4}
-    run_action(
-        admin_client,
-        "change_value_selected",
-        [alpha, beta],
-        apply="Apply",
-        operation="set",
-        number="-1",
-    )
+    change_value(admin_client, [alpha, beta], "set", "-1")
     assert values() == {"global": 10, "alpha": -1, "beta": -1}
-    run_action(
-        admin_client,
-        "change_value_selected",
-        [alpha],
-        apply="Apply",
-        operation="decrement",
-        number="4",
-    )
+    change_value(admin_client, [alpha], "decrement", "4")
     assert values()["alpha"] == -5
     actions = list(CounterEvent.objects.values_list("action", flat=True))
     assert actions == ["decrement", "set", "set", "increment", "increment"]
@@ -200,14 +187,7 @@ def test_invalid_value_form_changes_nothing(admin_client, counters, data, error)
 def test_failure_on_one_counter_changes_none(admin_client, counters):
     _, alpha, beta = counters
     Counter.objects.filter(name="beta").update(value=INT64_MAX)
-    response = run_action(
-        admin_client,
-        "change_value_selected",
-        [alpha, beta],
-        apply="Apply",
-        operation="increment",
-        number="1",
-    )
+    response = change_value(admin_client, [alpha, beta], "increment", "1")
     assert response.status_code == 302
     messages = [str(m) for m in response.wsgi_request._messages]
     assert messages == [
@@ -275,14 +255,7 @@ def test_audit_trail_filters_newest_first(admin_client, counters):
     _, alpha, beta = counters
     run_action(admin_client, "reset_selected", [alpha])
     run_action(admin_client, "reset_selected", [beta])
-    run_action(
-        admin_client,
-        "change_value_selected",
-        [alpha],
-        apply="Apply",
-        operation="set",
-        number="3",
-    )
+    change_value(admin_client, [alpha], "set", "3")
     rows = admin_client.get(TRAIL, {"counter_name": "alpha"}).context["cl"].result_list
     assert [(e.action, e.new_value) for e in rows] == [("set", 3), ("reset", 0)]
     rows = admin_client.get(TRAIL, {"source__exact": "cli"}).context["cl"].result_list
@@ -331,14 +304,7 @@ def test_each_admin_change_is_logged_once_committed(
         # Logged on commit: a batch that fails logs nothing.
         Counter.objects.filter(name="beta").update(value=INT64_MAX)
         with django_capture_on_commit_callbacks(execute=True):
-            run_action(
-                admin_client,
-                "change_value_selected",
-                [alpha, beta],
-                apply="Apply",
-                operation="increment",
-                number="1",
-            )
+            change_value(admin_client, [alpha, beta], "increment", "1")
         assert caplog.records == []
         Counter.objects.filter(name="beta").update(value=-3)
         with django_capture_on_commit_callbacks(execute=True):
