@@ -24,7 +24,12 @@ class _Call:
 
     def __init__(self, item: Any) -> None:
         self.item = item
-        self.ready = threading.Event()  # done, or asked to lead the next batch
+        # Held until this call is done or asked to lead the next batch; the
+        # caller waits by acquiring it. A bare lock is the cheapest wake-up
+        # there is (an Event wraps one in a Condition), and a busy counter
+        # pays for one per take.
+        self.ready = threading.Lock()
+        self.ready.acquire()
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
@@ -65,7 +70,7 @@ def combine(key: Hashable, item: Any, run: Callable[[list[Any]], list[Any]]) -> 
         leads = not lane.busy
         lane.busy = True
     if not leads:
-        call.ready.wait()
+        call.ready.acquire()
         leads = not call.done  # woken to lead the batch it is part of
     if leads:
         _run_batch(key, lane, run)
@@ -96,7 +101,7 @@ def _run_batch(
         with lane.lock:
             if lane.waiting:
                 # Hand the lead to the first caller that arrived meanwhile.
-                lane.waiting[0].ready.set()
+                lane.waiting[0].ready.release()
             else:
                 lane.busy = False
                 # An idle lane is dropped, so that keys that come and go (a
@@ -105,5 +110,5 @@ def _run_batch(
                 with _lanes_lock:
                     if _lanes.get(key) is lane:
                         del _lanes[key]
-        for call in batch:
-            call.ready.set()
+        for call in batch:  # the leader's own lock too: nobody waits on it
+            call.ready.release()
