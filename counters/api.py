@@ -75,7 +75,7 @@ def requested_step(request) -> object:
             ) from None
     elif request.content_type in FORM_TYPES:
         data = request.POST.dict()
-    elif request.headers.get("Content-Length", "0") not in ("", "0"):
+    elif request.META.get("CONTENT_LENGTH", "0") not in ("", "0"):
         raise BadRequestBody(
             "Send the body as JSON (Content-Type: application/json), such as "
             '{"by": 1}, or send none.'

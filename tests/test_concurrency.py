@@ -6,6 +6,9 @@ exactly 1..N, and the stored value is N.
 """
 
 import multiprocessing
+import os
+import subprocess
+import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
@@ -17,6 +20,7 @@ from counters.models import Counter
 from counters.services import counter_take
 
 from .conftest import database_url
+from .servers import ROOT
 from .takers import take_in_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -99,21 +103,62 @@ def test_gunicorn_workers_hand_out_each_number_once_on_postgresql(
     assert_each_number_once_over_http(served_postgres)
 
 
-def test_gunicorn_workers_hand_out_each_number_once_on_sqlite(tmp_path, serve):
-    import subprocess
-    import sys
-
-    from .servers import ROOT
-
-    env = {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "DEBUG": "0",
-    }
+def sqlite_env(tmp_path) -> dict[str, str]:
+    """Return the environment of a migrated SQLite database in ``tmp_path``."""
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    env["DEBUG"] = "0"
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
         cwd=ROOT,
-        env={**__import__("os").environ, **env},
+        env=env,
         check=True,
     )
-    with serve(env) as base_url:
+    return env
+
+
+def test_gunicorn_workers_hand_out_each_number_once_on_sqlite(tmp_path, serve):
+    env = sqlite_env(tmp_path)
+    with serve({"DATABASE_URL": env["DATABASE_URL"], "DEBUG": "0"}) as base_url:
         assert_each_number_once_over_http(base_url)
+
+
+SQLITE_TAKES = """
+from counters.audit import Actor
+from counters.exceptions import OutOfRange
+from counters.models import INT64_MAX, CounterEvent, Source
+from counters.services import counter_set, counter_take
+
+client = Actor(Source.API, "ip:192.0.2.1")
+print([counter_take("global", actor=client, public_only=True) for _ in range(3)])
+takes = CounterEvent.objects.filter(action="take").order_by("id")
+print(list(takes.values_list("old_value", "new_value", "actor")))
+counter_set("global", INT64_MAX - 1)
+print(counter_take("global", actor=client))
+try:
+    counter_take("global", actor=client)
+except OutOfRange as exc:
+    print(exc)
+print(takes.count())
+"""
+
+
+def test_takes_on_sqlite_are_numbered_recorded_and_bounded(tmp_path):
+    # SQLite runs its own statements (no FOR UPDATE, no data-modifying WITH).
+    env = sqlite_env(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", SQLITE_TAKES],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "[1, 2, 3]",
+        "[(0, 1, 'ip:192.0.2.1'), (1, 2, 'ip:192.0.2.1'), (2, 3, 'ip:192.0.2.1')]",
+        str(2**63 - 1),
+        f"Counter 'global' is at {2**63 - 1}; adding 1 would leave the signed "
+        "64-bit range.",
+        "4",
+    ]

@@ -1,5 +1,5 @@
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from counters.audit import Actor
@@ -179,11 +179,37 @@ def test_takes_are_recorded_only_where_the_counter_asks(counter):
     assert CounterEvent.objects.get(new_value=number).actor == "session:abc"
 
 
+def events_inserted_in_this_transaction() -> int:
+    """Return the audit rows this transaction inserted, as PostgreSQL counts them."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_stat_get_xact_tuples_inserted(%s::regclass)",
+            [CounterEvent._meta.db_table],
+        )
+        return cursor.fetchone()[0]
+
+
 def test_an_unrecorded_take_does_no_extra_write(counter):
-    with CaptureQueriesContext(connection) as queries:
+    with transaction.atomic():
+        before = events_inserted_in_this_transaction()
         counter_take("tickets", actor=VISITOR)
-    writes = [q["sql"] for q in queries if q["sql"].startswith(("INSERT", "UPDATE"))]
-    assert len(writes) == 1 and writes[0].startswith("UPDATE")
+        assert events_inserted_in_this_transaction() == before
+        Counter.objects.filter(name="tickets").update(audit_takes=True)
+        counter_take("tickets", actor=VISITOR)
+        assert events_inserted_in_this_transaction() == before + 1
+
+
+def test_a_take_is_one_statement_under_the_lock(counter):
+    Counter.objects.filter(name="tickets").update(audit_takes=True)
+    with CaptureQueriesContext(connection) as queries:
+        number = counter_take("tickets", actor=VISITOR)
+    transaction_control = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE")
+    statements = [
+        q["sql"] for q in queries if not q["sql"].startswith(transaction_control)
+    ]
+    assert len(statements) == 1
+    assert "FOR UPDATE" in statements[0]
+    assert trail() == [("take", number - 1, number, "web", "session:abc")]
 
 
 def test_a_failed_change_records_nothing(counter):
