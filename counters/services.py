@@ -133,9 +133,10 @@ def _take_batch(
     This is ``_add(name, len(actors))`` for a whole batch: the row is locked
     once (``SELECT … FOR UPDATE``), raised by the batch's size in the
     database (``value = value + n``, what ``F("value") + n`` writes) and the
-    takes that are recorded get one audit entry each. The statements are
-    written out because building them with the ORM was most of a take's CPU
-    time on a busy counter (docs/benchmarks.md).
+    takes that are recorded get one audit entry each. The SQL is written
+    out: built with the ORM, a batch cost about 1.1 ms of CPU against 0.3 ms,
+    most of a take's time on a busy counter. On PostgreSQL it is one
+    statement, so the row stays locked for one round trip and the COMMIT.
     """
     taken = len(actors)
     recorded = [
