@@ -120,6 +120,16 @@ class PostgresCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def migrate(database_url: str) -> None:
+    """Create the schema of the database at ``database_url`` (manage.py migrate)."""
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url},
+        check=True,
+    )
+
+
 def gunicorn(
     env: dict[str, str],
     *,

@@ -20,7 +20,7 @@ from counters.models import Counter
 from counters.services import counter_take
 
 from .conftest import database_url
-from .servers import ROOT
+from .servers import ROOT, migrate
 from .takers import take_in_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -105,15 +105,9 @@ def test_gunicorn_workers_hand_out_each_number_once_on_postgresql(
 
 def sqlite_env(tmp_path) -> dict[str, str]:
     """Return the environment of a migrated SQLite database in ``tmp_path``."""
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
-    env["DEBUG"] = "0"
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
-    return env
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    migrate(url)
+    return {**os.environ, "DATABASE_URL": url, "DEBUG": "0"}
 
 
 def test_gunicorn_workers_hand_out_each_number_once_on_sqlite(tmp_path, serve):

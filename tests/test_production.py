@@ -20,7 +20,7 @@ from counterproject.settings import redis_cache
 
 from .conftest import database_url, started
 from .httpclient import Visitor, all_at_once
-from .servers import ROOT, PostgresCluster
+from .servers import ROOT, PostgresCluster, migrate
 from .test_settings import run, shell_output
 
 README = (ROOT / "README.md").read_text()
@@ -197,13 +197,7 @@ def own_postgres(tmp_path):
         check=True,
         capture_output=True,
     )
-    env = {**os.environ, "DATABASE_URL": cluster.url("counters")}
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
+    migrate(cluster.url("counters"))
     return cluster
 
 

@@ -3,8 +3,6 @@ Per-user counters over HTTP against gunicorn with several workers, with the
 real PostgreSQL and Redis, and on the embedded SQLite default.
 """
 
-import subprocess
-import sys
 import threading
 import time
 
@@ -16,7 +14,7 @@ from counters.sessions import COUNTER_KEY
 
 from .conftest import database_url
 from .httpclient import Visitor, all_at_once
-from .servers import ROOT
+from .servers import migrate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,10 +50,7 @@ def test_concurrent_increments_of_one_session_are_all_kept(
 
 def test_concurrent_increments_on_the_embedded_default(tmp_path, serve):
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
-    migrate = [sys.executable, "manage.py", "migrate", "--no-input", "-v0"]
-    subprocess.run(
-        migrate, cwd=ROOT, env={**__import__("os").environ, **env}, check=True
-    )
+    migrate(env["DATABASE_URL"])
     with serve(env, workers=4, threads=8) as base_url:
         assert_no_lost_update(base_url)
 
