@@ -134,16 +134,18 @@ SUPPORTED_ENGINES = {
 }
 
 
+# Connections a worker process holds at most, whatever its kind (threads,
+# gevent, ASGI): 2 workers hold 64 of PostgreSQL's default 100. A request
+# that finds them all busy waits this many seconds for one, then gets a 503.
+POOL_OPTIONS = {"pool_size": 32, "pool_timeout": 10}
+
+
 def database_from_url(url: str) -> dict:
     """Return the DATABASES entry for ``url`` (PostgreSQL or SQLite)."""
     try:
-        config = dj_database_url.parse(
-            url,
-            # Keep PostgreSQL connections across requests, checked before
-            # reuse so that a restarted server costs a reconnect, not an error.
-            conn_max_age=600,
-            conn_health_checks=True,
-        )
+        # Connections are not kept by a thread between requests: each goes
+        # back to its process's pool (PostgreSQL) or is closed (SQLite).
+        config = dj_database_url.parse(url, conn_max_age=0)
     except ValueError:
         config = {}
     if config.get("ENGINE") not in SUPPORTED_ENGINES:
@@ -152,12 +154,16 @@ def database_from_url(url: str) -> dict:
             " to postgres://user:password@host:port/name or sqlite:///path",
         )
     if config["ENGINE"] == "django.db.backends.postgresql":
-        config["OPTIONS"] = {**POSTGRES_OPTIONS, **config.get("OPTIONS", {})}
+        # Django's backend with a bounded pool per process (#11).
+        config["ENGINE"] = "counterproject.postgresql"
+        config["OPTIONS"] = {
+            **POSTGRES_OPTIONS,
+            **POOL_OPTIONS,
+            **config.get("OPTIONS", {}),
+        }
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # sqlite:///name is relative to the project, sqlite:////name absolute.
         config["NAME"] = str(BASE_DIR / config["NAME"])
-        # SQLite opens a file, not a server connection: nothing to keep.
-        config["CONN_MAX_AGE"] = 0
         config["OPTIONS"] = {**SQLITE_OPTIONS, **config.get("OPTIONS", {})}
     return config
 

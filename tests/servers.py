@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import port_for
@@ -135,12 +136,21 @@ def gunicorn(
     *,
     log: Path,
     workers: int = 4,
-    threads: int = 8,
+    threads: int | None = 8,
+    args: Sequence[str] = (),
     ready_path: str = "/api/counters/global/",
 ) -> HTTPExecutor:
-    """Return a mirakuru executor serving the project with gunicorn."""
+    """
+    Return a mirakuru executor serving the project with gunicorn.
+
+    ``args`` go last on the command line: a worker class (``-k gevent``) or
+    an application (``counterproject.asgi:application``).
+    """
     port = port_for.select_random()
     output = open(log, "ab")
+    shape = ["--workers", str(workers)]
+    if threads is not None:
+        shape += ["--threads", str(threads)]
     executor = HTTPExecutor(
         [
             sys.executable,
@@ -150,10 +160,8 @@ def gunicorn(
             str(ROOT / "gunicorn.conf.py"),
             "--bind",
             f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
+            *shape,
+            *args,
         ],
         url=f"http://127.0.0.1:{port}{ready_path}",
         # Any answer means a worker is serving; the test decides what is right.

@@ -125,17 +125,18 @@ def test_bad_redis_url_names_the_variable():
 
 
 @pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
-def test_postgres_url_keeps_checked_persistent_connections(scheme):
+def test_postgres_url_takes_connections_from_a_bounded_pool(scheme):
     config = database_from_url(f"{scheme}://app:secret@db.example:6543/counters")
-    assert config["ENGINE"] == "django.db.backends.postgresql"
+    assert config["ENGINE"] == "counterproject.postgresql"
     assert (config["USER"], config["PASSWORD"]) == ("app", "secret")
     assert (config["HOST"], config["PORT"], config["NAME"]) == (
         "db.example",
         6543,
         "counters",
     )
-    assert config["CONN_MAX_AGE"] > 0
-    assert config["CONN_HEALTH_CHECKS"] is True
+    # Not kept by a thread, but returned to the process's pool (#11).
+    assert config["CONN_MAX_AGE"] == 0
+    assert config["OPTIONS"]["pool_size"] == 32
 
 
 def test_sqlite_urls_are_absolute_with_four_slashes_and_relative_with_three():
