@@ -8,6 +8,8 @@ consecutive, so it doubles as a correctness check in scripts.
 """
 
 import asyncio
+import bisect
+import itertools
 import json
 import time
 from collections import Counter as Tally
@@ -28,6 +30,8 @@ class Results:
     requests: int
     latencies: list[float] = field(default_factory=list)
     numbers: list[int] = field(default_factory=list)
+    # (sent, answered, number) of every numbered answer, for real-time order.
+    timed: list[tuple[float, float, int]] = field(default_factory=list)
     errors: Tally = field(default_factory=Tally)
     elapsed: float = 0.0
 
@@ -58,11 +62,31 @@ class Results:
             "duplicates": sum(seen[n] - 1 for n in duplicates),
             "gaps": gaps,
             "consecutive": ok == self.requests and not duplicates and not gaps,
+            "realtime_violations": realtime_violations(self.timed),
             "first": min(seen, default=None),
             "last": max(seen, default=None),
             "first_duplicates": duplicates[:SHOWN],
             "first_gaps": first_gaps(distinct),
         }
+
+
+def realtime_violations(timed: list[tuple[float, float, int]]) -> int:
+    """
+    Count the answers whose number is not above one answered before they were sent.
+
+    A take sent after another was answered must get a larger number; a
+    counter that hands out stale copies (a cache, a process's own variable)
+    breaks that even when it hands out no duplicate.
+    """
+    by_answer = sorted((answered, number) for _, answered, number in timed)
+    answered = [moment for moment, _ in by_answer]
+    highest = list(itertools.accumulate((n for _, n in by_answer), max))
+    violations = 0
+    for sent, _, number in timed:
+        before = bisect.bisect_left(answered, sent)  # answered before it was sent
+        if before and highest[before - 1] >= number:
+            violations += 1
+    return violations
 
 
 def first_gaps(distinct: list[int]) -> list[int]:
@@ -78,7 +102,7 @@ def first_gaps(distinct: list[int]) -> list[int]:
 async def _client(session, url, results, todo, deadline, tick):
     while todo[0] > 0 and time.monotonic() < deadline:
         todo[0] -= 1
-        started = time.perf_counter()
+        started = time.monotonic()
         try:
             async with session.post(url) as response:
                 body = await response.read()
@@ -88,14 +112,18 @@ async def _client(session, url, results, todo, deadline, tick):
         except aiohttp.ClientError as exc:
             results.errors[f"connection: {type(exc).__name__}"] += 1
         else:
-            results.latencies.append(time.perf_counter() - started)
+            answered = time.monotonic()
+            results.latencies.append(answered - started)
             if status != 200:
                 results.errors[f"http {status}"] += 1
             else:
                 try:
-                    results.numbers.append(int(json.loads(body)["value"]))
+                    number = int(json.loads(body)["value"])
                 except (ValueError, KeyError, TypeError):
                     results.errors["bad body"] += 1
+                else:
+                    results.numbers.append(number)
+                    results.timed.append((started, answered, number))
         tick()
 
 
@@ -214,6 +242,7 @@ class Command(BaseCommand):
             ("duplicates", summary["duplicates"]),
             ("gaps", summary["gaps"]),
             ("consecutive", "yes" if summary["consecutive"] else "NO"),
+            ("real-time order violations", summary["realtime_violations"]),
         ]
         for name, value in rows:
             table.add_row(name, str(value))
@@ -233,4 +262,9 @@ class Command(BaseCommand):
             )
         if summary["gaps"]:
             parts.append(f"{summary['gaps']} gaps, first: {summary['first_gaps']}")
+        if summary["realtime_violations"]:
+            parts.append(
+                f"{summary['realtime_violations']} answers not above one answered "
+                "before they were sent"
+            )
         return "; ".join(parts)
