@@ -1,28 +1,37 @@
 """
-Measure the take against the database's own limit, in one run, on this machine.
+Measure the take beside the framework's ceiling and its closest peer.
 
     python bench/run.py                 # full run; writes docs/benchmarks.md
     python bench/run.py --smoke --output /tmp/bench.md   # seconds, for CI
 
-Everything runs on loopback: a throwaway PostgreSQL with production
-durability (fsync and synchronous commit on), Redis, and gunicorn. Each rate
-is set beside the database's own limit measured in the same run, since only
-ratios carry from one machine to another. Never run it beside another load.
+For each gunicorn worker kind, ONE server (the project's settings and
+middleware, plus two comparison views from bench/urls.py) serves the take,
+a no-op JSON view (the framework's ceiling) and django-sequences'
+``get_next_value`` (the closest peer). wrk, a C client in its own process,
+loads them in turn for several rounds, beside pgbench on a one-row table
+(the database's own limit for one hot row), so that a slow minute on this
+shared machine slows each of them alike. wrk's script keeps every number
+answered, so duplicates count; its CPU share is reported. Everything runs on
+loopback: a throwaway PostgreSQL with production durability (fsync and
+synchronous commit on), Redis, and gunicorn. Never run it beside another
+load.
 """
 
 import argparse
-import asyncio
 import os
 import platform
 import re
+import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from operator import truediv
+from collections import Counter as Tally
 from pathlib import Path
+
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -30,10 +39,44 @@ sys.path.insert(0, str(ROOT))
 from tests.servers import PostgresCluster, RedisServer, gunicorn  # noqa: E402
 
 CLIENTS = 100  # concurrent clients for every comparison
+MANY_CLIENTS = 500  # for the connection bound
+WORKERS = 2  # one per core
 SECRET = "bench-only-secret-key"
+SCRIPT = ROOT / "bench" / "numbers.lua"
+
+# Worker kind: gunicorn arguments after the configuration file's defaults.
+KINDS = {
+    "gthread × 4 threads": {"threads": 4},
+    "gthread × 16 threads (default)": {"threads": 16},
+    "gevent": {"threads": None, "args": ["--worker-class", "gevent"]},
+    "ASGI": {
+        "threads": None,
+        "args": ["--worker-class", "asgi", "counterproject.asgi:application"],
+    },
+}
+VIEWS = {
+    "take": "/api/counters/global/increment/",
+    "no-op": "/bench/noop/",
+    "django-sequences": "/bench/sequences/",
+}
+# Targets of #11, per kind: (ratio, at least).
+TARGETS = {
+    "gthread × 4 threads": [("take / django-sequences", 1.0)],
+    "gthread × 16 threads (default)": [
+        ("take / django-sequences", 1.5),
+        ("take / no-op", 0.7),
+        ("take / pgbench (a)", 1.5),
+    ],
+    "gevent": [
+        ("take / django-sequences", 1.5),
+        ("take / no-op", 0.7),
+        ("take / pgbench (a)", 1.5),
+    ],
+    "ASGI": [("take / django-sequences", 1.5), ("take / no-op", 0.9)],
+}
 
 
-def sh(*args: str, env=None, **kwargs) -> subprocess.CompletedProcess:
+def sh(*args: str, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         args,
         cwd=ROOT,
@@ -41,432 +84,406 @@ def sh(*args: str, env=None, **kwargs) -> subprocess.CompletedProcess:
         check=True,
         capture_output=True,
         text=True,
-        **kwargs,
     )
 
 
-# --- PostgreSQL and pgbench -------------------------------------------------
+# --- PostgreSQL ---------------------------------------------------------------
 
 
-def pgbench(pg: PostgresCluster, script: str, clients: int, seconds: float) -> float:
-    """Return pgbench's transactions per second for ``script``."""
-    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
-        handle.write(script)
-    os.chmod(handle.name, 0o644)
-    duration = str(max(1, round(seconds)))
-    result = sh(
-        str(pg.bindir / "pgbench"), *pg.client_args(), "-n", "-c", str(clients),
-        "-j", "2", "-T", duration, "-f", handle.name, "bench",
-    )  # fmt: skip
-    os.unlink(handle.name)
-    match = re.search(r"tps = ([\d.]+)", result.stdout)
-    return float(match.group(1))
+class Database:
+    def __init__(self, pg: PostgresCluster, name: str) -> None:
+        self.pg, self.name = pg, name
+
+    def psql(self, sql: str) -> str:
+        return sh(
+            str(self.pg.bindir / "psql"), *self.pg.client_args(), "-d", self.name,
+            "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql,
+        ).stdout.strip()  # fmt: skip
+
+    def pgbench(self, script: str, clients: int, seconds: float) -> float:
+        """Return pgbench's transactions per second for ``script``."""
+        with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as file:
+            file.write(script)
+        os.chmod(file.name, 0o644)
+        try:
+            result = sh(
+                str(self.pg.bindir / "pgbench"), *self.pg.client_args(), "-n",
+                "-c", str(clients), "-j", "2", "-T", str(max(1, round(seconds))),
+                "-f", file.name, self.name,
+            )  # fmt: skip
+        finally:
+            os.unlink(file.name)
+        return float(re.search(r"tps = ([\d.]+)", result.stdout).group(1))
+
+    def connections(self) -> int:
+        """Return how many client connections the app holds to this database."""
+        return int(
+            self.psql(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                f"'{self.name}' AND backend_type = 'client backend' "
+                "AND pid <> pg_backend_pid()"
+            )
+        )
 
 
-def psql(pg: PostgresCluster, sql: str, db: str = "postgres") -> None:
-    sh(str(pg.bindir / "psql"), *pg.client_args(), "-d", db, "-v", "ON_ERROR_STOP=1",
-       "-q", "-c", sql)  # fmt: skip
+HOT_ROW = "UPDATE bench_counter SET value = value + 1 WHERE id = 1 RETURNING value;\n"
 
 
-def migrate(env: dict[str, str]) -> None:
-    """Create the schema of the database ``env`` names, in a subprocess."""
-    sh(sys.executable, "manage.py", "migrate", "--no-input", "-v0",
-       env={"SECRET_KEY": SECRET, **env})  # fmt: skip
+# --- wrk ------------------------------------------------------------------------
 
 
-def take_statements() -> str:
-    """Return, as a pgbench script, the statements one take issues."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    from counters.audit import Actor
-    from counters.models import Source
-    from counters.services import counter_take
-
-    with CaptureQueriesContext(connection) as queries:
-        counter_take("global", actor=Actor(Source.API, "ip:127.0.0.1"))
-    # Django records the transaction's BEGIN and COMMIT among them.
-    statements = [q["sql"].strip() for q in queries.captured_queries]
-    assert statements[0] == "BEGIN" and statements[-1] == "COMMIT", statements
-    return "".join(f"{s};\n" for s in statements)
+def machine_cpu() -> list[int]:
+    """Return the machine's CPU times from /proc/stat (user … steal)."""
+    return [int(field) for field in Path("/proc/stat").read_text().split()[1:9]]
 
 
-# --- HTTP ---------------------------------------------------------------------
-
-
-def load(url: str, requests: int, headers=None) -> dict:
-    from counters.management.commands.loadtest import run_load
-
-    results = asyncio.run(
-        run_load(url, CLIENTS, requests, timeout=60, max_seconds=300, headers=headers)
+def wrk(url: str, seconds: float, *, clients=CLIENTS, visitors=None) -> dict:
+    """Load ``url`` with wrk for ``seconds``; return its rate and checks."""
+    with tempfile.TemporaryDirectory() as work:
+        out = Path(work) / "out.txt"
+        env = {"WRK_OUT": str(out)}
+        if visitors:
+            env["WRK_VISITORS"] = str(visitors)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_before = machine_cpu()
+        began = time.monotonic()
+        sh(
+            "wrk", "-t", "2", "-c", str(clients), "-d", f"{max(1, round(seconds))}s",
+            "--timeout", "30s", "-s", str(SCRIPT), url, env=env,
+        )  # fmt: skip
+        wall = time.monotonic() - began
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = [b - a for a, b in zip(cpu_before, machine_cpu(), strict=True)]
+        lines = out.read_text().split("\nnumbers\n")
+    fields = dict(line.split() for line in lines[0].splitlines())
+    numbers = [int(n) for n in lines[1].split()]
+    used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    errors = {k: int(v) for k, v in fields.items() if k.startswith("status_")}
+    errors.update(
+        (k, int(v)) for k, v in fields.items() if k.startswith("socket_") and v != "0"
     )
-    return results.summary()
+    seen = Tally(numbers)
+    return {
+        "rps": len(numbers) / (int(fields["duration_us"]) / 1e6),
+        "numbers": numbers,
+        "duplicates": sum(times - 1 for times in seen.values()),
+        "errors": errors,
+        "p50_ms": int(fields["p50_us"]) / 1000,
+        "p99_ms": int(fields["p99_us"]) / 1000,
+        "client_cpu": used / (wall * os.cpu_count()),
+        "steal": cpu[7] / max(1, sum(cpu)),
+        "idle": (cpu[3] + cpu[4]) / max(1, sum(cpu)),
+    }
 
 
-def best_of_rounds(loads: dict[str, tuple], requests: int, rounds: int) -> dict:
-    """
-    Run each load once per round, in turn; return each one's fastest run.
-
-    Taking turns puts every comparison under the same conditions: a shared
-    machine that slows down for a while slows each of them alike. ``loads``
-    maps a name to (url, reset), and ``reset`` runs before each of its runs.
-    """
-    runs: dict[str, list[dict]] = {name: [] for name in loads}
-    for _ in range(rounds):
-        for name, (url, reset) in loads.items():
-            reset()
-            runs[name].append(load(url, requests))
-    best = {}
-    for name, results in runs.items():
-        best[name] = {**max(results, key=lambda run: run["rps"]), "runs": results}
-        # A number handed out twice or skipped in any run counts.
-        for check in ("duplicates", "gaps"):
-            if check in results[0]:
-                best[name][check] = sum(run[check] for run in results)
-    return best
+def checked(db: Database, name: str, result: dict) -> dict:
+    """Add what the view's numbers say to ``result``; drop the numbers."""
+    # wrk stops with up to one request in flight per connection: those
+    # numbers were taken, not answered. More missing than connections would
+    # be a gap.
+    numbers = result.pop("numbers")
+    if name == "no-op":
+        result["duplicates"] = None  # it answers 0 every time
+    if name == "take":
+        stored = db.psql("SELECT value FROM counters_counter WHERE name = 'global'")
+        result["missing"] = int(stored) - len(set(numbers))
+    return result
 
 
-def served(env: dict, shape: tuple[int, int], ready: str, log: Path):
-    workers, threads = shape
+# --- One worker kind ------------------------------------------------------------
+
+
+def serve(env: dict, log: Path, *, threads=16, args=(), ready="/api/counters/global/"):
     server = gunicorn(
         {"DEBUG": "0", "SECRET_KEY": SECRET, "ALLOWED_HOSTS": "127.0.0.1", **env},
         log=log,
-        workers=workers,
+        workers=WORKERS,
         threads=threads,
+        args=args,
         ready_path=ready,
     )
     server.start()
     return server
 
 
-def visitor_headers(base_url: str) -> dict:
-    """Return headers that carry one visitor's session and CSRF token."""
-    import requests
-
-    jar = requests.Session()
-    jar.get(f"{base_url}/api/me/", timeout=10)
-    token = jar.cookies["csrftoken"]
-    jar.post(
-        f"{base_url}/api/me/increment/", headers={"X-CSRFToken": token}, timeout=10
-    )
-    cookie = "; ".join(f"{k}={v}" for k, v in jar.cookies.items())
-    return {"Cookie": cookie, "X-CSRFToken": token}
-
-
-def client_ceiling(requests: int) -> dict:
-    """Return loadtest's rate against a trivial endpoint in its own process."""
-    import port_for
-    from mirakuru import TCPExecutor
-
-    port = port_for.select_random()
-    server = TCPExecutor(
-        [sys.executable, str(ROOT / "bench" / "trivial_server.py"), str(port)],
-        host="127.0.0.1",
-        port=port,
-        timeout=30,
-    )
-    server.start()
+def measure_kind(db: Database, env: dict, kind: dict, log: Path, args) -> dict:
+    """Serve the three views with one server; load them and pgbench in turn."""
+    server = serve(env, log, threads=kind["threads"], args=kind.get("args", ()))
+    resets = {
+        "take": "UPDATE counters_counter SET value = 0 WHERE name = 'global'",
+        "django-sequences": "DELETE FROM sequences_sequence",
+    }
+    runs: dict[str, list[dict]] = {name: [] for name in [*VIEWS, "pgbench (a)"]}
     try:
-        load(f"http://127.0.0.1:{port}/", requests // 10)
-        return load(f"http://127.0.0.1:{port}/", requests)
+        for path in VIEWS.values():
+            wrk(server.base_url + path, 1)  # warm up: connections, caches
+        for _ in range(args.rounds):
+            for name, path in VIEWS.items():
+                if name in resets:
+                    db.psql(resets[name])
+                result = wrk(server.base_url + path, args.seconds)
+                checked(db, name, result)
+                runs[name].append(result)
+            rate = db.pgbench(HOT_ROW, CLIENTS, args.seconds)
+            runs["pgbench (a)"].append({"rps": rate})
+        held = {CLIENTS: db.connections()}
+        # Many more clients than any pool: pages and takes at once.
+        db.psql(resets["take"])
+        crowd = {}
+        for name in ("take", "django-sequences"):
+            seconds = min(3, args.seconds)
+            result = wrk(server.base_url + VIEWS[name], seconds, clients=MANY_CLIENTS)
+            crowd[name] = checked(db, name, result)
+        held[MANY_CLIENTS] = db.connections()
     finally:
         server.stop()
+    return {"runs": runs, "held": held, "crowd": crowd}
 
 
-# --- In-process -------------------------------------------------------------
+def visitors_file(base_url: str, path: Path, count: int) -> Path:
+    """Give ``count`` visitors a session each; write their cookies for wrk."""
+    lines = []
+    for _ in range(count):
+        visitor = requests.Session()
+        visitor.get(f"{base_url}/api/me/", timeout=10)
+        token = visitor.cookies["csrftoken"]
+        answer = visitor.post(
+            f"{base_url}/api/me/increment/", headers={"X-CSRFToken": token}, timeout=10
+        )
+        answer.raise_for_status()
+        cookie = "; ".join(f"{k}={v}" for k, v in visitor.cookies.items())
+        lines.append(f"{cookie}\t{token}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
-def in_process(takes: int) -> dict:
-    """Take ``takes`` numbers from CLIENTS threads; return the rate and checks."""
-    from django.db import connection
-
-    from counters.audit import Actor
-    from counters.models import Counter, Source
-    from counters.services import counter_take
-
-    Counter.objects.update_or_create(
-        name="inproc", defaults={"value": 0, "public": True, "audit_takes": True}
-    )
-    actor = Actor(Source.API, "ip:127.0.0.1")
-    start = threading.Barrier(CLIENTS)
-    per_thread = max(1, takes // CLIENTS)
-
-    def work(_):
-        start.wait()
-        try:
-            return [counter_take("inproc", actor=actor) for _ in range(per_thread)]
-        finally:
-            connection.close()
-
-    began = time.perf_counter()
-    with ThreadPoolExecutor(CLIENTS) as pool:
-        numbers = [n for chunk in pool.map(work, range(CLIENTS)) for n in chunk]
-    elapsed = time.perf_counter() - began
-    total = per_thread * CLIENTS
-    return {
-        "rps": round(total / elapsed, 1),
-        "duplicates": total - len(set(numbers)),
-        "gaps": max(numbers) - min(numbers) + 1 - len(set(numbers)),
-        "consecutive": sorted(numbers) == list(range(1, total + 1)),
-    }
+def measure_visitors(env: dict, work: Path, args) -> dict:
+    """Load 100 visitors' own counters, each with its session, with Redis."""
+    server = serve(env, work / "visitors.log", ready="/api/me/")
+    try:
+        cookies = visitors_file(server.base_url, work / "visitors.tsv", CLIENTS)
+        result = wrk(
+            f"{server.base_url}/api/me/increment/", args.seconds, visitors=cookies
+        )
+        # No lost update: the visitors' counters add up to every increment
+        # answered, plus the one each visitor started with (and those in
+        # flight when wrk stopped, at most one per connection).
+        total = 0
+        for line in cookies.read_text().splitlines():
+            cookie, _ = line.split("\t")
+            answer = requests.get(
+                f"{server.base_url}/api/me/", headers={"Cookie": cookie}, timeout=10
+            )
+            total += answer.json()["value"]
+        result["missing"] = total - CLIENTS - len(result.pop("numbers"))
+        result["duplicates"] = None  # each visitor counts on its own
+    finally:
+        server.stop()
+    return result
 
 
-# --- The run ----------------------------------------------------------------
+# --- The report -------------------------------------------------------------------
 
 
 def machine() -> list[str]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    memory = "unknown"
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal"):
-            memory = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown",
+    )
     import django
     import gunicorn as gunicorn_package
 
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
     return [
-        f"CPU: {cpu}, {os.cpu_count()} cores; memory {memory}",
+        f"CPU: {cpu}, {os.cpu_count()} cores",
         f"{platform.system()} {platform.release()}; Python {platform.python_version()}",
-        f"Django {django.get_version()}, gunicorn {gunicorn_package.__version__}",
+        f"Django {django.get_version()}, gunicorn {gunicorn_package.__version__}, "
+        + wrk_version.stdout.split(" [")[0].strip(),
     ]
+
+
+def median(runs: list[dict], key: str = "rps") -> float:
+    return statistics.median(run[key] for run in runs)
+
+
+def ratios(runs: dict[str, list[dict]]) -> dict[str, list[float]]:
+    """Return each comparison's ratio round by round."""
+    take = [run["rps"] for run in runs["take"]]
+    return {
+        f"take / {other}": [
+            t / run["rps"] for t, run in zip(take, runs[other], strict=True)
+        ]
+        for other in ("no-op", "django-sequences", "pgbench (a)")
+    }
+
+
+def report(results: dict, visitors: dict, sqlite: dict, version: str, args) -> str:
+    smoke = " --smoke (tiny counts: not figures to quote)" if args.smoke else ""
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `python bench/run.py`{smoke} on {time.strftime('%Y-%m-%d')}. "
+        "Do not edit by hand; run the script again (`make bench`).",
+        "",
+        *(f"- {line}" for line in machine()),
+        f"- {version}, fsync and synchronous_commit on (production durability)",
+        f"- {WORKERS} gunicorn workers; wrk -t2 -c{CLIENTS}, {args.seconds} s a run, "
+        f"{args.rounds} round(s): take, no-op, django-sequences and pgbench (a) "
+        "in turn; medians",
+        "",
+        "| worker | take/s | no-op/s | django-sequences/s | pgbench (a)/s "
+        "| take / no-op | take / django-sequences | take / pgbench (a) "
+        f"| connections held after {CLIENTS} / {MANY_CLIENTS} clients "
+        "| wrk CPU share | steal |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for kind, result in results.items():
+        runs = result["runs"]
+        every = ratios(runs)
+        cells = [
+            *(f"{median(runs[name]):.0f}" for name in [*VIEWS, "pgbench (a)"]),
+            *(f"{statistics.median(values):.2f}" for values in every.values()),
+            f"{result['held'][CLIENTS]} / {result['held'][MANY_CLIENTS]}",
+            f"{median(runs['take'], 'client_cpu'):.0%}",
+            f"{median(runs['take'], 'steal'):.0%}",
+        ]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Targets (#11), on the medians:",
+        "",
+        "| worker | ratio | target | measured | rounds |",
+        "| --- | --- | ---: | ---: | --- |",
+    ]
+    for kind, targets in TARGETS.items():
+        every = ratios(results[kind]["runs"])
+        for name, target in targets:
+            value = statistics.median(every[name])
+            mark = "✓" if value >= target else "✗"
+            rounds = ", ".join(f"{v:.2f}" for v in every[name])
+            lines.append(
+                f"| {kind} | {name} | ≥ {target} | {value:.2f} {mark} | {rounds} |"
+            )
+    lines += [
+        "",
+        "Correctness of every run (duplicates among the numbers wrk received; "
+        "numbers taken but never answered, at most one per connection in "
+        "flight when wrk stopped; answers other than 200):",
+        "",
+        "| worker | load | duplicates | unanswered (≤ clients) | errors "
+        "| p50 ms | p99 ms |",
+        "| --- | --- | ---: | ---: | --- | ---: | ---: |",
+    ]
+    for kind, result in results.items():
+        for name in VIEWS:
+            for run in result["runs"][name]:
+                lines.append(row(kind, f"{name}, {CLIENTS} clients", run))
+        for name, run in result["crowd"].items():
+            lines.append(row(kind, f"{name}, {MANY_CLIENTS} clients", run))
+    lines.append(
+        row("gthread × 16 (default), Redis", "per-user, 100 visitors", visitors)
+    )
+    lines.append(row("gthread × 16 (default), SQLite", "take", sqlite))
+    lines += [
+        "",
+        f"Per-user increments (100 visitors, each its own session, Redis): "
+        f"{visitors['rps']:.0f}/s. The embedded SQLite default's take: "
+        f"{sqlite['rps']:.0f}/s.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def row(kind: str, load: str, run: dict) -> str:
+    errors = ", ".join(f"{k}: {v}" for k, v in run["errors"].items()) or "0"
+    unanswered = run.get("missing", "–")
+    duplicates = "–" if run["duplicates"] is None else run["duplicates"]
+    return (
+        f"| {kind} | {load} | {duplicates} | {unanswered} | {errors} "
+        f"| {run['p50_ms']:.1f} | {run['p99_ms']:.1f} |"
+    )
+
+
+# --- The run ------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny counts, for CI")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--kinds", nargs="*", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--seconds", type=float, help="of each run (5; smoke 1)")
+    parser.add_argument("--rounds", type=int, help="of turns (3; smoke 1)")
     args = parser.parse_args()
-    shape = (args.workers, args.threads)
-    seconds = 1 if args.smoke else 8
-    requests = 300 if args.smoke else 8000
-    args.rounds = rounds = 1 if args.smoke else 3
+    args.seconds = args.seconds or (1 if args.smoke else 5)
+    args.rounds = args.rounds or (1 if args.smoke else 3)
+    if shutil.which("wrk") is None:
+        sys.exit(
+            "Error: bench/run.py needs wrk (Debian's package: apt-get install wrk)."
+        )
     work = Path(tempfile.mkdtemp(prefix="counters-bench-"))
-
     pg = PostgresCluster(max_connections=400, durable=True)
     redis = RedisServer()
-    servers = []
     try:
         pg.start()
         redis.start()
-        psql(pg, "CREATE DATABASE bench")
-        database_url = pg.url("bench")
-        os.environ.update(
-            DATABASE_URL=database_url,
-            SECRET_KEY=SECRET,
-            DJANGO_SETTINGS_MODULE="counterproject.settings",
-        )
-        migrate({"DJANGO_SETTINGS_MODULE": "bench.settings"})
-        import django
-
-        django.setup()
-        version = sh(str(pg.bindir / "postgres"), "--version").stdout.strip()
-
-        rows: dict[str, dict] = {}
-        app_connections = shape[0] * shape[1]
-        psql(
-            pg,
+        Database(pg, "postgres").psql("CREATE DATABASE bench")
+        db = Database(pg, "bench")
+        env = {
+            "DATABASE_URL": pg.url("bench"),
+            "DJANGO_SETTINGS_MODULE": "bench.settings",
+        }
+        sh(sys.executable, "manage.py", "migrate", "--no-input", "-v0",
+           env={"SECRET_KEY": SECRET, **env})  # fmt: skip
+        db.psql(
             "CREATE TABLE bench_counter (id int PRIMARY KEY, value bigint);"
-            "INSERT INTO bench_counter VALUES (1, 0)",
-            db="bench",
+            "INSERT INTO bench_counter VALUES (1, 0)"
         )
-        update = (
-            "UPDATE bench_counter SET value = value + 1 WHERE id = 1 RETURNING value;\n"
-        )
-        take_sql = take_statements()
-        for clients in sorted({app_connections, CLIENTS}):
-            rows[f"pgbench (a) one UPDATE … RETURNING, {clients} clients"] = {
-                "rps": pgbench(pg, update, clients, seconds)
-            }
-            rows[f"pgbench (b) our take's statements, {clients} clients"] = {
-                "rps": pgbench(pg, take_sql, clients, seconds)
-            }
-
-        base = {"DATABASE_URL": database_url}
-        # The take under production settings, and the two comparison views
-        # under the bench settings: two servers of the same shape, up at
-        # once and loaded in turn (an idle one costs nothing).
-        product = served(base, shape, "/api/counters/global/", work / "prod.log")
-        servers.append(product)
-        bench_env = {**base, "DJANGO_SETTINGS_MODULE": "bench.settings"}
-        comparison = served(
-            bench_env, shape, "/api/counters/global/", work / "bench.log"
-        )
-        servers.append(comparison)
-        loads = {
-            "take": (
-                f"{product.base_url}/api/counters/global/increment/",
-                lambda: psql(
-                    pg,
-                    "UPDATE counters_counter SET value = 0 WHERE name = 'global'",
-                    db="bench",
-                ),
-            ),
-            "noop": (f"{comparison.base_url}/bench/noop/", lambda: None),
-            "sequences": (
-                f"{comparison.base_url}/bench/sequences/",
-                lambda: psql(pg, "DELETE FROM sequences_sequence", db="bench"),
-            ),
+        version = sh(str(pg.bindir / "postgres"), "--version").stdout.strip()
+        results = {
+            name: measure_kind(db, env, KINDS[name], work / f"{index}.log", args)
+            for index, name in enumerate(args.kinds)
         }
-        for url, _ in loads.values():
-            load(url, requests // 10)  # warm up: connections, caches
-        best = best_of_rounds(loads, requests, rounds)
-        rows["HTTP take (production settings)"] = best["take"]
-        # The no-op view returns no numbers to check, only its rate and errors.
-        rows["HTTP no-op view (framework ceiling)"] = {
-            "rps": best["noop"]["rps"],
-            "errors": best["noop"]["errors"],
-            "runs": best["noop"]["runs"],
-        }
-        rows["HTTP django-sequences get_next_value"] = best["sequences"]
-        product.stop()
-        comparison.stop()
-
-        server = served(
-            {**base, "REDIS_URL": redis.url}, shape, "/api/me/", work / "redis.log"
-        )
-        servers.append(server)
-        headers = visitor_headers(server.base_url)
-        rows["HTTP per-user increment, one session, Redis"] = load(
-            f"{server.base_url}/api/me/increment/", requests // 2, headers=headers
-        )
-        server.stop()
-
-        sqlite = work / "db.sqlite3"
-        sqlite_env = {"DATABASE_URL": f"sqlite:///{sqlite}"}
-        migrate(sqlite_env)
-        server = served(sqlite_env, shape, "/api/counters/global/", work / "sqlite.log")
-        servers.append(server)
-        rows["HTTP take, embedded SQLite default"] = load(
-            f"{server.base_url}/api/counters/global/increment/", requests // 2
-        )
-        server.stop()
-
-        rows["in-process take, 100 threads (no HTTP)"] = in_process(requests)
-        rows["loadtest client ceiling (trivial aiohttp endpoint)"] = client_ceiling(
-            requests
-        )
-        report(rows, shape, app_connections, version, args)
+        if os.environ.get("BENCH_ONLY_KINDS"):
+            for name, result in results.items():
+                print(
+                    name,
+                    ratios(result["runs"]),
+                    {k: median(v) for k, v in result["runs"].items()},
+                    {
+                        k: [round(r.get("idle", 0), 2) for r in v]
+                        for k, v in result["runs"].items()
+                    },
+                )
+            return
+        visitors = measure_visitors({**env, "REDIS_URL": redis.url}, work, args)
+        sqlite = measure_sqlite(work, args)
+        text = report(results, visitors, sqlite, version, args)
     finally:
-        for server in servers:
-            server.stop()
         redis.destroy()
         pg.destroy()
-
-
-def rate(rows, prefix) -> float:
-    return next(row["rps"] for name, row in rows.items() if name.startswith(prefix))
-
-
-def report(rows, shape, app_connections, version, args) -> None:
-    take = rate(rows, "HTTP take (production")
-    ratios = [
-        ("HTTP take / no-op view", take / rate(rows, "HTTP no-op"), 0.7),
-        ("HTTP take / django-sequences", take / rate(rows, "HTTP django-seq"), 1.5),
-        (
-            "HTTP take / pgbench (a), 100 clients",
-            take / rate(rows, f"pgbench (a) one UPDATE … RETURNING, {CLIENTS}"),
-            None,
-        ),
-        (
-            "in-process take / pgbench (b), 100 clients",
-            rate(rows, "in-process")
-            / rate(rows, f"pgbench (b) our take's statements, {CLIENTS}"),
-            1.0,
-        ),
-    ]
-    lines = [
-        "# Benchmarks",
-        "",
-        "Generated by `python bench/run.py`"
-        + (" --smoke (tiny counts: not figures to quote)" if args.smoke else "")
-        + f" on {time.strftime('%Y-%m-%d')}. "
-        "Do not edit by hand; run the script again.",
-        "",
-        *(f"- {line}" for line in machine()),
-        f"- {version}, fsync and synchronous_commit on (production durability)",
-        f"- gunicorn shape: {shape[0]} workers × {shape[1]} threads "
-        f"({app_connections} database connections); {CLIENTS} concurrent clients",
-        "",
-        "| measurement | per second | duplicates | gaps |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    for name, row in rows.items():
-        dup = row.get("duplicates", "–")
-        gaps = row.get("gaps", "–")
-        errors = row.get("errors")
-        note = f" (errors: {errors})" if errors else ""
-        lines.append(f"| {name}{note} | {row['rps']:.0f} | {dup} | {gaps} |")
-    lines += ["", "| ratio | measured | target |", "| --- | ---: | --- |"]
-    for name, value, target in ratios:
-        goal = (
-            "–"
-            if target is None
-            else (f"≥ {target} " + ("✓" if value >= target else "✗"))
-        )
-        lines.append(f"| {name} | {value:.2f} | {goal} |")
-    lines += [
-        "",
-        "The HTTP comparisons round by round (the tables above take each one's "
-        "fastest run):",
-        "",
-        "| round | take | no-op | django-sequences | take / no-op "
-        "| take / django-sequences |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    takes, noops, sequences = (
-        [run["rps"] for run in rows[name]["runs"]]
-        for name in (
-            "HTTP take (production settings)",
-            "HTTP no-op view (framework ceiling)",
-            "HTTP django-sequences get_next_value",
-        )
-    )
-    low, high = min(map(truediv, sequences, noops)), max(map(truediv, sequences, noops))
-    rounds = zip(takes, noops, sequences, strict=True)
-    for number, (t, n, q) in enumerate(rounds, start=1):
-        lines.append(
-            f"| {number} | {t:.0f} | {n:.0f} | {q:.0f} | {t / n:.2f} | {t / q:.2f} |"
-        )
-    lines += [
-        "",
-        "How to read it:",
-        "",
-        "- Every rate is measured in this run, on this machine, with the client on "
-        "the same two cores; only the ratios carry to another machine.",
-        "- pgbench (a) is the database's limit for one hot row; (b) replays the "
-        "statements of one take (BEGIN, one statement that locks the row, raises "
-        "it and records the take, COMMIT) as one transaction per take, as a take "
-        "without combining would issue them.",
-        "- The loadtest client's own ceiling (against a trivial aiohttp endpoint "
-        "in another process) is well above every rate measured through Django, "
-        "so the client is not what limits them.",
-        "- A take combines the takes waiting in one worker into one transaction "
-        "(`counters/combining.py`), so the in-process figure can pass (b).",
-        f"- Shape {shape[0]} × {shape[1]}: one worker per core (Python runs one "
-        "thread at a time per process), and enough threads that while one batch "
-        "is in the database the next one fills (about 8 takes per batch here). "
-        "Up to 64 threads per worker made batches only a little larger (about "
-        "11) and no comparison faster.",
-        f"- The three HTTP comparisons take turns, {args.rounds} round(s) of "
-        "each, and each row above is its fastest run: rates on this shared "
-        "machine move by 10–20 % from minute to minute, and taking turns "
-        "exposes all three to the same moments.",
-        "- django-sequences is limited here by CPU, not by its row lock: each of "
-        "its takes is a transaction of its own (three round trips and a commit), "
-        f"and it ran at {low:.2f}–{high:.2f} of the no-op view's rate round by "
-        "round. 1.5 times it therefore asks the take for "
-        f"{1.5 * low:.2f}–{1.5 * high:.2f} of the no-op view, which costs "
-        "the no-op view's work plus a share of one batch.",
-    ]
-    text = "\n".join(lines) + "\n"
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(text)
     print(text)
+
+
+def measure_sqlite(work: Path, args) -> dict:
+    """Load the take on the embedded default: an SQLite file, default shape."""
+    env = {"DATABASE_URL": f"sqlite:///{work / 'db.sqlite3'}"}
+    sh(sys.executable, "manage.py", "migrate", "--no-input", "-v0",
+       env={"SECRET_KEY": SECRET, **env})  # fmt: skip
+    server = serve(env, work / "sqlite.log")
+    try:
+        result = wrk(f"{server.base_url}{VIEWS['take']}", args.seconds)
+        stored = requests.get(f"{server.base_url}/api/counters/global/", timeout=10)
+        numbers = result.pop("numbers")
+        result["missing"] = stored.json()["value"] - len(set(numbers))
+    finally:
+        server.stop()
+    return result
 
 
 if __name__ == "__main__":

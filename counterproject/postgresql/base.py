@@ -17,6 +17,7 @@ Django pools connections itself only with psycopg 3; this project keeps
 psycopg2, whose gevent support (psycogreen) it uses.
 """
 
+import select
 import threading
 import weakref
 from collections import deque
@@ -93,13 +94,15 @@ class _Lease:
 
 
 def _alive(connection) -> bool:
-    # poll() reads what the server sent without a round trip: a server that
-    # restarted or ended the session has closed the socket, and this notices.
-    try:
-        connection.poll()
-    except DriverError:
+    # An idle connection has nothing to read. A server that restarted or
+    # ended the session has sent its farewell and closed the socket: a
+    # timeout-0 poll sees that without a round trip. (select.poll, not
+    # select.select: a busy worker's descriptors pass 1024.)
+    if connection.closed:
         return False
-    return not connection.closed
+    waiting = select.poll()
+    waiting.register(connection.fileno(), select.POLLIN)
+    return not waiting.poll(0)
 
 
 def _discard(connection) -> None:

@@ -1,0 +1,177 @@
+"""
+Every gunicorn worker kind the question names: threads, gevent and ASGI.
+
+Each serves thousands of takes from hundreds of clients with exact numbers
+in real-time order, and holds a bounded number of PostgreSQL connections
+however many clients there are (#11). Speed lives in bench/, not here.
+"""
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg2
+import pytest
+import requests
+from django.db import connection
+
+from counters.management.commands.loadtest import run_load
+from counters.models import GLOBAL, Counter, CounterEvent
+
+from .conftest import database_url
+from .httpclient import Visitor
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WORKERS = 2
+POOL_SIZE = 32  # settings.POOL_OPTIONS
+KINDS = {
+    "gthread-4": {"threads": 4, "args": ("--worker-class", "gthread")},
+    "gthread-16": {"threads": 16, "args": ("--worker-class", "gthread")},
+    "gthread-64": {"threads": 64, "args": ("--worker-class", "gthread")},
+    "gevent": {"threads": None, "args": ("--worker-class", "gevent")},
+    "asgi": {
+        "threads": None,
+        "args": ("--worker-class", "asgi", "counterproject.asgi:application"),
+    },
+}
+APP = "counters-served"  # application_name of the served app's connections
+
+
+@pytest.fixture(params=["gthread-4", "gthread-16", "gevent", "asgi"])
+def served_kind(request, postgres, global_counter, serve):
+    kind = KINDS[request.param]
+    env = {"DATABASE_URL": f"{database_url()}?application_name={APP}"}
+    with serve(env, workers=WORKERS, **kind) as base_url:
+        yield base_url
+
+
+def test_every_worker_kind_hands_out_exact_numbers_in_real_time_order(served_kind):
+    takes = 2000
+    summary = run(f"{served_kind}/api/counters/global/increment/", 200, takes)
+
+    assert summary["errors"] == {}
+    assert summary["ok"] == takes
+    assert summary["duplicates"] == 0 and summary["gaps"] == 0
+    assert (summary["first"], summary["last"]) == (1, takes)
+    assert summary["realtime_violations"] == 0
+    assert Counter.objects.get(name=GLOBAL).value == takes
+    # global records every take: the trail holds each number once.
+    recorded = CounterEvent.objects.filter(counter_name=GLOBAL, action="take")
+    assert sorted(recorded.values_list("new_value", flat=True)) == list(
+        range(1, takes + 1)
+    )
+
+
+@pytest.mark.parametrize("kind", ["gthread-64", "gevent", "asgi"])
+def test_a_worker_holds_a_bounded_number_of_connections_under_500_clients(
+    kind, postgres, global_counter, serve
+):
+    env = {"DATABASE_URL": f"{database_url()}?application_name={APP}"}
+    with serve(env, workers=WORKERS, **KINDS[kind]) as base_url:
+        visitor = Visitor(base_url)
+        visitor.post("/api/me/increment/").raise_for_status()
+        headers = {
+            "Cookie": "; ".join(f"{k}={v}" for k, v in visitor.cookies.items()),
+            "X-CSRFToken": visitor.cookies["csrftoken"],
+        }
+        with Watcher(postgres.url(connection.settings_dict["NAME"])) as watcher:
+            # 500 clients at once on one visitor's counter: each request holds
+            # a connection while it waits for the session row's lock, so
+            # without the pool every one of them would hold its own.
+            mine = run(f"{base_url}/api/me/increment/", 500, 1000, headers=headers)
+            takes = run(f"{base_url}/api/counters/global/increment/", 500, 1000)
+        final = visitor.value()
+
+    assert mine["errors"] == {} and takes["errors"] == {}
+    assert mine["ok"] == 1000 and final == 1 + 1000
+    assert takes["ok"] == 1000 and takes["consecutive"]
+    assert 0 < watcher.most <= WORKERS * POOL_SIZE
+
+
+def run(url: str, clients: int, count: int, **kwargs) -> dict:
+    results = asyncio.run(
+        run_load(url, clients, count, timeout=60, max_seconds=180, **kwargs)
+    )
+    return results.summary()
+
+
+class Watcher:
+    """Poll how many connections the served app holds; keep the most seen."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.most = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        # Its own connection: the test's Django connection is not thread-safe.
+        db = psycopg2.connect(self.url)
+        db.autocommit = True
+        try:
+            with db.cursor() as cursor:
+                while not self._stop.wait(0.02):
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE application_name = %s",
+                        [APP],
+                    )
+                    self.most = max(self.most, cursor.fetchone()[0])
+        finally:
+            db.close()
+
+
+def test_under_gevent_a_take_waiting_on_the_database_stalls_no_other_request(
+    postgres, global_counter, serve
+):
+    env = {"DATABASE_URL": database_url()}
+    with serve(env, workers=1, **KINDS["gevent"]) as base_url:
+        holder = psycopg2.connect(postgres.url(connection.settings_dict["NAME"]))
+        try:
+            with holder.cursor() as cursor:
+                # Hold the counter's row lock: the take must wait in PostgreSQL.
+                cursor.execute(
+                    "SELECT value FROM counters_counter WHERE name = %s FOR UPDATE",
+                    [GLOBAL],
+                )
+            with ThreadPoolExecutor(1) as pool:
+                take = pool.submit(
+                    requests.post,
+                    f"{base_url}/api/counters/global/increment/",
+                    timeout=30,
+                )
+                wait_until_waiting_for_the_lock(holder)
+                # The worker's one process still answers while its take waits.
+                health = requests.get(f"{base_url}/healthz", timeout=30)
+                assert health.status_code == 200
+                assert not take.done()
+                holder.rollback()  # release the lock
+                answer = take.result(timeout=30)
+        finally:
+            holder.close()
+    assert answer.status_code == 200
+    assert answer.json() == {"name": GLOBAL, "value": 1}
+
+
+def wait_until_waiting_for_the_lock(holder, *, seconds: float = 20) -> None:
+    """Return once some session waits for a row lock (polled, bounded)."""
+    deadline = time.monotonic() + seconds
+    with holder.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.02)
+    raise AssertionError("No take waited for the row lock.")
