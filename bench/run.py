@@ -447,18 +447,6 @@ def main() -> None:
             name: measure_kind(db, env, KINDS[name], work / f"{index}.log", args)
             for index, name in enumerate(args.kinds)
         }
-        if os.environ.get("BENCH_ONLY_KINDS"):
-            for name, result in results.items():
-                print(
-                    name,
-                    ratios(result["runs"]),
-                    {k: median(v) for k, v in result["runs"].items()},
-                    {
-                        k: [round(r.get("idle", 0), 2) for r in v]
-                        for k, v in result["runs"].items()
-                    },
-                )
-            return
         visitors = measure_visitors({**env, "REDIS_URL": redis.url}, work, args)
         sqlite = measure_sqlite(work, args)
         text = report(results, visitors, sqlite, version, args)
