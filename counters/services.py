@@ -104,17 +104,23 @@ def _record(name, action, old, new, actor: Actor | None, *, audit_takes=False):
     )
 
 
+def _raise_locked(name: str, by: int, *, public_only: bool = False) -> Counter:
+    """Lock the counter's row, add ``by`` and return it holding the new value."""
+    counter = _locked(name, public_only=public_only)
+    _check_sum(f"Counter {name!r}", counter.value, by)
+    counter.value = F("value") + by
+    # Django 6 reads the new value back with UPDATE … RETURNING: no extra
+    # SELECT while the row is locked.
+    counter.save(update_fields=["value", "updated_at"])
+    return counter
+
+
 def _add(name: str, by: int, action: Action, *, actor: Actor | None = None) -> int:
     """Add ``by`` under the row lock and return the value this call produced."""
     _check_step(by)
     with transaction.atomic():
-        counter = _locked(name)
-        _check_sum(f"Counter {name!r}", counter.value, by)
-        old = counter.value
-        counter.value = F("value") + by
-        # Django 6 reads the new value back with UPDATE … RETURNING: no extra
-        # SELECT while the row is locked.
-        counter.save(update_fields=["value", "updated_at"])
+        counter = _raise_locked(name, by)
+        old = counter.value - by
         _record(
             name, action, old, counter.value, actor, audit_takes=counter.audit_takes
         )
@@ -136,10 +142,7 @@ def _take_batch(
     """
     taken = len(actors)
     with transaction.atomic():
-        counter = _locked(name, public_only=public_only)
-        _check_sum(f"Counter {name!r}", counter.value, taken)
-        counter.value = F("value") + taken
-        counter.save(update_fields=["value", "updated_at"])
+        counter = _raise_locked(name, taken, public_only=public_only)
         first = counter.value - taken + 1
         # bulk_create sends nothing when no take of the batch is recorded.
         CounterEvent.objects.bulk_create(
