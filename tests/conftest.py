@@ -113,7 +113,13 @@ def serve(tmp_path):
     """Return a context manager that serves the project with gunicorn."""
 
     @contextmanager
-    def serve(env: dict[str, str], *, workers: int = 4, threads: int = 8):
+    def serve(
+        env: dict[str, str],
+        *,
+        workers: int = 4,
+        threads: int | None = 8,
+        args: tuple[str, ...] = (),
+    ):
         log = tmp_path / "gunicorn.log"
         server = gunicorn(
             {
@@ -125,6 +131,7 @@ def serve(tmp_path):
             log=log,
             workers=workers,
             threads=threads,
+            args=args,
         )
         try:
             server.start()
