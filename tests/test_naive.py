@@ -217,6 +217,14 @@ def test_same_session_shows_the_per_user_counter_keep_every_update(
         result, report = loadtest(
             f"{base_url}/api/me/increment/", extra=["--same-session"]
         )
+        sessionless = subprocess.run(
+            [sys.executable, "manage.py", "loadtest", "--same-session", "--url"]
+            + [f"{base_url}/api/counters/global/increment/"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     assert result.returncode == 0, result.stderr
     # The first request, which gave the session, took 1.
@@ -226,3 +234,6 @@ def test_same_session_shows_the_per_user_counter_keep_every_update(
         True,
     )
     assert report["realtime_violations"] == 0
+    # The global counter keeps no session: there is none to share.
+    assert sessionless.returncode != 0
+    assert "gave no session cookie (HTTP 200)" in sessionless.stderr
