@@ -74,6 +74,22 @@ errorlog = "-"
 control_socket_disable = True
 
 
+def on_starting(server):
+    """Start the naive demo's Manager in the master, for its workers to share."""
+    if _settings.COUNTERS_NAIVE_DEMO:
+        # Before the first fork, so that every worker inherits it (#13).
+        from counters import naive_manager
+
+        server.naive_manager = naive_manager.start()
+
+
+def on_exit(server):
+    """Stop the naive demo's Manager, if any, with the master."""
+    manager = getattr(server, "naive_manager", None)
+    if manager is not None:
+        manager.shutdown()
+
+
 def post_worker_init(worker):
     """Make a gevent worker's database waits yield to its other requests."""
     monkey = sys.modules.get("gevent.monkey")

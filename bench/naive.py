@@ -1,15 +1,22 @@
 """
-The README's answer to "will the naive global counter go wrong?", measured.
+The README's answer to "will the global object go wrong, and what instead?"
 
-    python bench/naive.py            # prints a Markdown table
+    python bench/naive.py            # prints a Markdown table (a few minutes)
 
-For each gunicorn shape it serves the embedded default (SQLite) with
-COUNTERS_NAIVE_DEMO=1 and runs ``manage.py loadtest`` against the naive
-module-level counter and against the database-backed one.
+It serves the project with COUNTERS_NAIVE_DEMO=1 on a throwaway PostgreSQL
+(production durability) and Redis, and runs loadtest's load against every
+alternative people suggest (``counters/naive.py``) and against the project's
+own global and per-user counters: under gunicorn (gthread) 1 × 1, 1 × 8,
+4 × 1 and 4 × 8; through two masters of 2 × 8 on the same database and Redis
+(two hosts, the clients taking turns); and, for the Redis-backed ones, at
+4 × 8 across a Redis restart without persistence (half the requests before,
+half after). Never run it beside another load.
 """
 
-import json
-import subprocess
+import asyncio
+import datetime
+import os
+import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -17,66 +24,152 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import SECRET, migrate, served  # noqa: E402
+from bench.run import SECRET, migrate, psql  # noqa: E402
+from counters.management.commands.loadtest import (  # noqa: E402
+    Results,
+    run_load,
+    visitor_headers,
+)
+from tests.servers import PostgresCluster, RedisServer, gunicorn  # noqa: E402
 
 SHAPES = [(1, 1), (1, 8), (4, 1), (4, 8)]
+TWO_HOSTS = (2, 8)  # per master
 CLIENTS = 50
-REQUESTS = 4000
+REQUESTS = int(os.environ.get("NAIVE_REQUESTS", 2000))
+# (label, path, one visitor for every client, kept in Redis)
+ALTERNATIVES = [
+    ("module-level object", "/api/naive/increment/", False, False),
+    ("module-level dict", "/api/naive/dict/increment/", False, False),
+    ("cache.get + cache.set", "/api/naive/cache/increment/", False, True),
+    ("cache.incr (Redis INCR)", "/api/naive/cache-incr/increment/", False, True),
+    ("multiprocessing.Manager", "/api/naive/manager/increment/", False, False),
+    ("session key, read-modify-write", "/api/naive/session/increment/", True, True),
+    ("database: global counter", "/api/counters/global/increment/", False, False),
+    ("database: per-user counter", "/api/me/increment/", True, True),
+]
+COLUMNS = [f"{w} × {t}" for w, t in SHAPES] + ["2 masters", "Redis restart"]
 
 
-def loadtest(url: str) -> dict:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "loadtest",
-            "--json",
-            "--url",
-            url,
-            "--clients",
-            str(CLIENTS),
-            "--requests",
-            str(REQUESTS),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={"SECRET_KEY": SECRET, "PATH": "/usr/bin:/bin"},
+def visitor(urls: list[str], same_session: bool) -> dict | None:
+    """Return one visitor's headers (loadtest --same-session), or None."""
+    if not same_session:
+        return None
+    return asyncio.run(visitor_headers(urls[0], timeout=30))
+
+
+def load(urls: list[str], requests: int, headers: dict | None) -> Results:
+    """Run loadtest's load against ``urls`` (clients take turns over them)."""
+    return asyncio.run(
+        run_load(urls, CLIENTS, requests, timeout=60, max_seconds=300, headers=headers)
     )
-    return json.loads(result.stdout)
+
+
+def merged(before: Results, after: Results) -> Results:
+    """Return one Results for two runs, as if they had been one."""
+    results = Results(requests=before.requests + after.requests)
+    for name in ("latencies", "numbers", "timed"):
+        getattr(results, name).extend(getattr(before, name) + getattr(after, name))
+    results.errors = before.errors + after.errors
+    results.elapsed = before.elapsed + after.elapsed
+    return results
+
+
+def serve(env: dict, shape: tuple[int, int], log: Path):
+    workers, threads = shape
+    server = gunicorn(
+        {"DEBUG": "0", "SECRET_KEY": SECRET, "ALLOWED_HOSTS": "127.0.0.1", **env},
+        log=log,
+        workers=workers,
+        threads=threads,
+        args=("--worker-class", "gthread"),
+    )
+    server.start()
+    return server
+
+
+def cell(results: Results) -> str:
+    s = results.summary()
+    text = f"{s['duplicates']} / {s['gaps']} / {s['realtime_violations']} · "
+    text += f"{s['rps']:.0f}"
+    failed = s["requests"] - s["ok"]
+    return text + (f" ({failed} failed)" if failed else "")
+
+
+def measure(env: dict, redis: RedisServer, work: Path) -> dict:
+    """Return each alternative's cell in each column."""
+    table = {label: {} for label, *_ in ALTERNATIVES}
+    for shape in SHAPES:
+        server = serve(env, shape, work / "gunicorn.log")
+        try:
+            for label, path, same_session, _ in ALTERNATIVES:
+                redis.client().flushall()  # the cache counters start at 1
+                urls = [server.base_url + path]
+                results = load(urls, REQUESTS, visitor(urls, same_session))
+                table[label][f"{shape[0]} × {shape[1]}"] = cell(results)
+        finally:
+            server.stop()
+
+    servers = [serve(env, TWO_HOSTS, work / f"gunicorn-{n}.log") for n in (1, 2)]
+    try:
+        for label, path, same_session, _ in ALTERNATIVES:
+            redis.client().flushall()
+            urls = [server.base_url + path for server in servers]
+            results = load(urls, REQUESTS, visitor(urls, same_session))
+            table[label]["2 masters"] = cell(results)
+    finally:
+        for server in servers:
+            server.stop()
+
+    server = serve(env, (4, 8), work / "gunicorn.log")
+    try:
+        for label, path, same_session, in_redis in ALTERNATIVES:
+            if not in_redis:
+                continue
+            redis.client().flushall()
+            urls = [server.base_url + path]
+            headers = visitor(urls, same_session)  # one visitor throughout
+            before = load(urls, REQUESTS // 2, headers)
+            # Redis saves a snapshot on shutdown by default; without one it
+            # comes back empty, as a cache without persistence does.
+            redis.client().config_set("save", "")
+            redis.stop()
+            redis.start()
+            after = load(urls, REQUESTS // 2, headers)
+            table[label]["Redis restart"] = cell(merged(before, after))
+    finally:
+        server.stop()
+    return table
 
 
 def main() -> None:
-    rows = []
-    for workers, threads in SHAPES:
-        work = Path(tempfile.mkdtemp(prefix="counters-naive-"))
+    work = Path(tempfile.mkdtemp(prefix="counters-naive-"))
+    pg = PostgresCluster(max_connections=300, durable=True)
+    redis = RedisServer()
+    pg.start()
+    redis.start()
+    try:
+        psql(pg, "CREATE DATABASE counters")
         env = {
-            "DATABASE_URL": f"sqlite:///{work / 'db.sqlite3'}",
+            "DATABASE_URL": pg.url("counters"),
+            "REDIS_URL": redis.url,
             "COUNTERS_NAIVE_DEMO": "1",
         }
-        migrate(env)
-        server = served(
-            env, (workers, threads), "/api/counters/global/", work / "gunicorn.log"
-        )
-        try:
-            for label, path in [
-                ("naive global object", "/api/naive/increment/"),
-                ("database counter", "/api/counters/global/increment/"),
-            ]:
-                report = loadtest(f"{server.base_url}{path}")
-                rows.append((f"{workers} × {threads}", label, report))
-        finally:
-            server.stop()
+        migrate({"DATABASE_URL": env["DATABASE_URL"]})
+        table = measure(env, redis, work)
+    finally:
+        redis.destroy()
+        pg.destroy()
     print(
-        "| workers × threads | endpoint | requests | duplicates | gaps | "
-        "consecutive | req/s |"
+        f"{datetime.date.today()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {CLIENTS} clients, {REQUESTS} requests "
+        "per cell; each cell: duplicates / gaps / real-time violations · req/s"
     )
-    print("| --- | --- | ---: | ---: | ---: | --- | ---: |")
-    for shape, label, r in rows:
-        print(
-            f"| {shape} | {label} | {r['requests']} | {r['duplicates']} | "
-            f"{r['gaps']} | {'yes' if r['consecutive'] else 'no'} | {r['rps']:.0f} |"
-        )
+    print()
+    print("| alternative | " + " | ".join(COLUMNS) + " |")
+    print("| --- |" + " ---: |" * len(COLUMNS))
+    for label, cells in table.items():
+        row = [cells.get(column, "—") for column in COLUMNS]
+        print(f"| {label} | " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

@@ -237,7 +237,8 @@ if HTTPS:
 
 # --- Demonstrations -----------------------------------------------------------
 
-# Serve the naive module-level counter at /api/naive/increment/ (#5).
+# Serve the naive counters at /api/naive/…/increment/: the module-level object
+# (#5) and the alternatives people suggest for it (#13).
 COUNTERS_NAIVE_DEMO = env_flag("COUNTERS_NAIVE_DEMO", default=False)
 
 # --- Internationalization ---------------------------------------------------

@@ -8,7 +8,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from counters.management.commands.loadtest import Results
+from counters.management.commands.loadtest import (
+    Command,
+    Results,
+    realtime_violations,
+)
 
 from .conftest import database_url
 from .servers import ROOT
@@ -54,12 +58,38 @@ def test_summary_of_far_apart_numbers_lists_only_the_first_gaps():
     assert summary["first_gaps"] == list(range(2, 12))
 
 
+def test_an_answer_below_one_answered_before_it_was_sent_is_a_violation():
+    # (sent, answered, number): the second was sent after the first answered.
+    assert realtime_violations([(0.0, 1.0, 5), (2.0, 3.0, 4)]) == 1
+    assert realtime_violations([(0.0, 1.0, 5), (2.0, 3.0, 5)]) == 1
+    assert realtime_violations([(0.0, 1.0, 4), (2.0, 3.0, 5)]) == 0
+
+
+def test_overlapping_requests_may_be_answered_in_any_order():
+    assert realtime_violations([(0.0, 3.0, 5), (1.0, 2.0, 4)]) == 0
+
+
+def test_realtime_violations_alone_fail_the_run():
+    results = Results(requests=2, numbers=[2, 1])
+    results.timed = [(0.0, 1.0, 2), (2.0, 3.0, 1)]
+    results.latencies, results.elapsed = [1.0, 1.0], 3.0
+    summary = results.summary()
+    assert (summary["consecutive"], summary["realtime_violations"]) == (True, 1)
+    assert Command.problems(summary) == (
+        "1 answers not above one answered before they were sent"
+    )
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["--clients", "0"], "invalid positive integer value: '0'"),
         (["--requests", "x"], "invalid positive integer value: 'x'"),
         (["--url", "ftp://x/"], "--url must be an http:// or https:// URL"),
+        (
+            ["--url", "http://x/", "--url", "x"],
+            "--url must be an http:// or https:// URL, not 'x'",
+        ),
     ],
 )
 def test_bad_arguments_are_refused(args, message):

@@ -4,7 +4,10 @@
 N clients on keep-alive connections send M POST requests in all, collect each
 number returned and report throughput, latency, duplicates and gaps. It exits
 0 only when every request succeeded and the numbers are unique and
-consecutive, so it doubles as a correctness check in scripts.
+consecutive, so it doubles as a correctness check in scripts. With
+``--same-session`` every client is the same visitor (one session cookie); with
+``--url`` given more than once the clients take turns over the URLs (several
+hosts).
 """
 
 import asyncio
@@ -14,6 +17,7 @@ import json
 import time
 from collections import Counter as Tally
 from dataclasses import dataclass, field
+from urllib.parse import urljoin
 
 import aiohttp
 from django.core.management.base import BaseCommand, CommandError
@@ -130,7 +134,12 @@ async def _client(session, url, results, todo, deadline, tick):
 async def run_load(
     url, clients, requests, *, timeout, max_seconds, tick=None, headers=None
 ):
-    """Send ``requests`` POSTs to ``url`` from ``clients`` clients; return Results."""
+    """
+    Send ``requests`` POSTs to ``url`` from ``clients`` clients; return Results.
+
+    ``url`` may be a list: client ``i`` then posts to ``url[i % len(url)]``.
+    """
+    urls = [url] if isinstance(url, str) else list(url)
     results = Results(requests=requests)
     todo = [requests]  # shared by the clients: one event loop, no lock needed
     connector = aiohttp.TCPConnector(limit=clients, force_close=False)
@@ -140,13 +149,23 @@ async def run_load(
         timeout=client_timeout,
         headers=headers,
         skip_auto_headers=["User-Agent"],
+        # Each request carries exactly the cookies in ``headers``: none unless
+        # the clients share a session.
+        cookie_jar=aiohttp.DummyCookieJar(),
     ) as session:
         started = time.perf_counter()
         deadline = time.monotonic() + max_seconds
         await asyncio.gather(
             *(
-                _client(session, url, results, todo, deadline, tick or (lambda: None))
-                for _ in range(clients)
+                _client(
+                    session,
+                    urls[i % len(urls)],
+                    results,
+                    todo,
+                    deadline,
+                    tick or (lambda: None),
+                )
+                for i in range(clients)
             )
         )
         results.elapsed = time.perf_counter() - started
@@ -154,6 +173,38 @@ async def run_load(
     if unsent > 0:
         results.errors["not sent (time limit)"] += unsent
     return results
+
+
+async def visitor_headers(url: str, *, timeout: float) -> dict:
+    """
+    Return the headers of one visitor: its session cookie and CSRF token.
+
+    ``GET /api/me/`` gives the CSRF cookie; one POST to ``url`` with its token
+    then gives the session cookie (and takes one number, not counted).
+    """
+    cookies = {}
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    ) as session:
+        async with session.get(urljoin(url, "/api/me/")) as response:
+            cookies.update((k, m.value) for k, m in response.cookies.items())
+        if "csrftoken" not in cookies:
+            raise CommandError(
+                f"{urljoin(url, '/api/me/')} set no csrftoken cookie "
+                f"(HTTP {response.status})."
+            )
+        token = cookies["csrftoken"]
+        headers = {"X-CSRFToken": token, "Cookie": f"csrftoken={token}"}
+        async with session.post(url, headers=headers) as response:
+            cookies.update((k, m.value) for k, m in response.cookies.items())
+        if response.status != 200 or "sessionid" not in cookies:
+            raise CommandError(
+                f"The first POST to {url} gave no session cookie "
+                f"(HTTP {response.status})."
+            )
+    cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
+    return {"Cookie": cookie, "X-CSRFToken": token}
 
 
 def positive(value: str) -> int:
@@ -173,7 +224,13 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--url", default=DEFAULT_URL, help=f"Default {DEFAULT_URL}")
+        parser.add_argument(
+            "--url",
+            action="append",
+            dest="urls",
+            help=f"Default {DEFAULT_URL}. Give it again for more hosts: the "
+            "clients take turns over the URLs.",
+        )
         parser.add_argument("--clients", type=positive, default=50, metavar="N")
         parser.add_argument("--requests", type=positive, default=1000, metavar="M")
         parser.add_argument(
@@ -185,49 +242,80 @@ class Command(BaseCommand):
             default=600.0,
             help="Stop sending after this long; unsent requests count as errors.",
         )
+        parser.add_argument(
+            "--same-session",
+            action="store_true",
+            help="Send every request as one visitor: one session cookie and its "
+            "CSRF token, from a first request (for /api/me/increment/).",
+        )
         parser.add_argument("--json", action="store_true", dest="as_json")
 
     def handle(
-        self, *args, url, clients, requests, timeout, max_seconds, as_json, **options
+        self,
+        *args,
+        urls,
+        clients,
+        requests,
+        timeout,
+        max_seconds,
+        same_session,
+        as_json,
+        **options,
     ):
-        if not url.startswith(("http://", "https://")):
-            raise CommandError(
-                f"--url must be an http:// or https:// URL, not {url!r}."
-            )
-        results = self.run(url, clients, requests, timeout, max_seconds, as_json)
+        urls = urls or [DEFAULT_URL]
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise CommandError(
+                    f"--url must be an http:// or https:// URL, not {url!r}."
+                )
+        headers = None
+        if same_session:
+            try:
+                headers = asyncio.run(visitor_headers(urls[0], timeout=timeout))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise CommandError(
+                    f"Could not get a session from {urls[0]}: {exc!r}"
+                ) from exc
+        results = self.run(
+            urls, clients, requests, timeout, max_seconds, as_json, headers
+        )
         summary = results.summary()
         if as_json:
-            self.stdout.write(json.dumps({"url": url, "clients": clients, **summary}))
+            report = {"url": urls[0], "urls": urls, "same_session": same_session}
+            self.stdout.write(json.dumps({**report, "clients": clients, **summary}))
         else:
-            self.print_table(url, clients, summary)
+            self.print_table(urls, clients, summary)
         problems = self.problems(summary)
         if problems:
             raise CommandError(problems)
 
-    def run(self, url, clients, requests, timeout, max_seconds, as_json) -> Results:
+    def run(
+        self, urls, clients, requests, timeout, max_seconds, as_json, headers
+    ) -> Results:
         load = lambda tick=None: run_load(  # noqa: E731
-            url,
+            urls,
             clients,
             requests,
             timeout=timeout,
             max_seconds=max_seconds,
             tick=tick,
+            headers=headers,
         )
         if as_json or not self.stdout.isatty():
             return asyncio.run(load())
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
         console = Console(file=self.stdout._out)
         with Progress(*columns, console=console, transient=True) as progress:
-            task = progress.add_task(f"POST {url}", total=requests)
+            task = progress.add_task(f"POST {' '.join(urls)}", total=requests)
             return asyncio.run(load(lambda: progress.advance(task)))
 
-    def print_table(self, url, clients, summary) -> None:
+    def print_table(self, urls, clients, summary) -> None:
         table = Table(title="loadtest", show_header=False)
         table.add_column(style="bold")
         table.add_column(justify="right")
         errors = ", ".join(f"{k}: {v}" for k, v in summary["errors"].items())
         rows = [
-            ("url", url),
+            ("url", "\n".join(urls)),
             ("clients", clients),
             ("requests", summary["requests"]),
             ("ok", summary["ok"]),
