@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from counters.audit import Actor
 from counters.exceptions import CounterError
+from counters.parsing import parse_integer
 from counters.selectors import counter_get, counter_history, counter_list
 from counters.services import (
     counter_create,
@@ -27,6 +28,14 @@ from counters.services import (
 )
 
 HISTORY_LIMIT = 20
+
+
+def integer(text: str) -> int:
+    """Return the integer an argument spells: an optional sign and ASCII digits."""
+    return parse_integer(text)
+
+
+integer.__name__ = "int"  # argparse names the type: "invalid int value: 'x'"
 
 
 def counter_data(counter) -> dict:
@@ -105,12 +114,16 @@ class Command(BaseCommand):
             change = actions.add_parser(action, help=f"{verb} a step (default 1).")
             change.add_argument("name")
             change.add_argument(
-                "--by", type=int, default=1, metavar="N", help="The step (default 1)."
+                "--by",
+                type=integer,
+                default=1,
+                metavar="N",
+                help="The step, a positive integer (default 1).",
             )
 
         set_ = actions.add_parser("set", help="Set a counter to a value.")
         set_.add_argument("name")
-        set_.add_argument("value", type=int, metavar="VALUE", help="An integer.")
+        set_.add_argument("value", type=integer, metavar="VALUE", help="An integer.")
 
         reset = actions.add_parser("reset", help="Set a counter back to 0.")
         reset.add_argument("name")
@@ -127,7 +140,7 @@ class Command(BaseCommand):
         history.add_argument("name")
         history.add_argument(
             "--limit",
-            type=int,
+            type=integer,
             default=HISTORY_LIMIT,
             metavar="N",
             help=f"Show at most N entries (default {HISTORY_LIMIT}).",
