@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from counters.models import GLOBAL, INT64_MAX, Counter, CounterEvent
 from counters.services import counter_take
@@ -208,7 +209,7 @@ def test_value_page_for_one_counter(admin_client, counters):
     response = admin_client.post(url, {"operation": "reset"})
     assert values()["alpha"] == 0
     response = admin_client.post(url, {"operation": "decrement", "number": "0"})
-    assert "The step must be a non-zero integer" in " ".join(
+    assert "The step must be a positive integer" in " ".join(
         str(m) for m in response.wsgi_request._messages
     )
     assert values()["alpha"] == 0
@@ -318,3 +319,58 @@ def test_each_admin_change_is_logged_once_committed(
 def test_value_page_of_a_missing_or_malformed_id_is_a_404(admin_client, counters):
     assert admin_client.get(f"{CHANGELIST}abc/value/").status_code == 404
     assert admin_client.get(f"{CHANGELIST}999999/value/").status_code == 404
+
+
+def test_option_changes_are_recorded_and_bump_the_last_change(
+    admin_client, admin_user, counters
+):
+    _, alpha, _ = counters
+    response = admin_client.post(
+        f"{CHANGELIST}{alpha.pk}/change/", {"public": "on", "audit_takes": "on"}
+    )
+    assert response.status_code == 302
+    changed = Counter.objects.get(name="alpha")
+    assert (changed.public, changed.audit_takes, changed.value) == (True, True, 5)
+    assert changed.updated_at > alpha.updated_at
+    who = f"user:{admin_user.username}"
+    assert list(
+        CounterEvent.objects.order_by("id").values_list(
+            "counter_name", "action", "old_value", "new_value", "source", "actor"
+        )
+    ) == [
+        ("alpha", "public", 0, 1, "admin", who),
+        ("alpha", "audit", 0, 1, "admin", who),
+    ]
+    admin_client.post(f"{CHANGELIST}{alpha.pk}/change/", {"audit_takes": "on"})
+    last = CounterEvent.objects.first()
+    assert (last.action, last.old_value, last.new_value) == ("public", 1, 0)
+
+
+@pytest.mark.parametrize("number", ["5.0", " 5", "5 ", "1_0", "\u0665", "+", "0x5"])
+def test_value_form_takes_only_a_sign_and_ascii_digits(admin_client, counters, number):
+    _, alpha, beta = counters
+    response = change_value(admin_client, [alpha, beta], "set", number)
+    assert response.status_code == 200
+    assert "Enter a whole number." in response.content.decode()
+    assert values() == {"global": 10, "alpha": 5, "beta": -3}
+
+
+def test_value_form_takes_a_signed_number(admin_client, counters):
+    _, alpha, _ = counters
+    change_value(admin_client, [alpha], "set", "+7")
+    change_value(admin_client, [alpha], "decrement", "-2")
+    assert values()["alpha"] == 7
+    messages = " ".join(
+        str(m) for m in admin_client.get(CHANGELIST).context["messages"]
+    )
+    assert "increment by 2 instead" in messages
+
+
+def test_audit_trail_filter_reads_no_distinct_names(admin_client, counters):
+    run_action(admin_client, "reset_selected", counters[1:])
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(TRAIL)
+    assert not [q["sql"] for q in queries if "DISTINCT" in q["sql"].upper()]
+    choices = [c["display"] for c in response.context["cl"].filter_specs[2].choices(
+        response.context["cl"])]  # fmt: skip
+    assert choices == ["All", "alpha", "beta", "global"]
