@@ -573,3 +573,9 @@ def test_logs_never_share_stdout_with_the_value(tickets, program):
     )
     assert (result.returncode, result.stdout) == (0, "11\n"), result.stderr
     assert "counter tickets increment: 10 -> 11" in result.stderr
+
+
+def test_an_unrecognized_argument_with_a_newline_is_one_line(tickets):
+    assert fails("list", "a\nb\u2028c") == (
+        "Error: unrecognized arguments: a\\nb\\u2028c"
+    )

@@ -87,8 +87,24 @@ def aligned(rows: list[tuple[str, ...]], *, right: tuple[int, ...] = ()) -> list
     ]
 
 
+def one_line(text: str) -> str:
+    """Return ``text`` with its line breaks escaped, as ``repr()`` writes them."""
+    return "".join(
+        repr(char)[1:-1] if len(f"x{char}x".splitlines()) > 1 else char for char in text
+    )
+
+
 class Command(BaseCommand):
     help = "List, show, create, change, delete named counters and read their history."
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        report = parser.error
+        # argparse quotes a bad value with repr(), but lists unrecognized
+        # arguments as they are: a newline among them would split the
+        # error over lines (found by tests/test_generated.py).
+        parser.error = lambda message: report(one_line(message))
+        return parser
 
     def add_arguments(self, parser):
         actions = parser.add_subparsers(
