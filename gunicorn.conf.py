@@ -4,9 +4,13 @@ gunicorn configuration: ``gunicorn -c gunicorn.conf.py``.
 Production defaults that an operator overrides from the environment (or the
 command line, which wins):
 
-- ``GUNICORN_BIND`` (127.0.0.1:8000), ``WEB_CONCURRENCY`` (one worker per
+- ``GUNICORN_BIND`` (127.0.0.1:8000), ``GUNICORN_WORKERS`` (one worker per
   core), ``GUNICORN_THREADS`` (16 per worker), ``GUNICORN_TIMEOUT`` (30 s),
-  ``GUNICORN_GRACEFUL_TIMEOUT`` (30 s), ``GUNICORN_KEEPALIVE`` (5 s).
+  ``GUNICORN_GRACEFUL_TIMEOUT`` (30 s), ``GUNICORN_KEEPALIVE`` (5 s). Each
+  number must be 1 or more; a bad value stops the master with one line
+  naming the variable.
+- Not ``WEB_CONCURRENCY``: gunicorn parses that one itself, before this file
+  runs, and a bad value ends in its traceback (#12).
 - Graceful restarts: ``kill -HUP <master>`` replaces the workers after they
   finish their requests; ``kill -TERM`` stops after at most the graceful
   timeout. A worker that dies is replaced by the master.
@@ -34,26 +38,48 @@ def _load_settings():
 
 
 def _setting(name: str, default: int) -> int:
-    """Return a whole-number setting from the environment, or exit naming it."""
+    """Return a setting of 1 or more from the environment, or exit naming it."""
     from django.core.exceptions import ImproperlyConfigured
 
     from counterproject.settings import env_int
 
+    # 0 would mean no workers, no threads (a worker that fails to boot) or
+    # no timeout: never what an operator means.
     try:
-        return env_int(name, default=default)
+        return env_int(name, default=default, minimum=1)
     except ImproperlyConfigured as exc:
         sys.exit(f"Error: {exc}")
+
+
+def _bind(name: str, default: str) -> str:
+    """Return an address to listen on from the environment, or exit naming it."""
+    from counters.parsing import parse_integer
+
+    raw = os.environ.get(name, "").strip() or default
+    if raw.startswith(("unix:", "fd://")):
+        return raw
+    host, colon, port = raw.rpartition(":")
+    try:
+        valid = bool(colon and host) and 1 <= parse_integer(port) <= 65535
+    except ValueError:
+        valid = False
+    if not valid:
+        sys.exit(
+            f"Error: Set {name} to HOST:PORT (such as 127.0.0.1:8000) or "
+            f"unix:PATH, not {raw!r}."
+        )
+    return raw
 
 
 # Settings first: a configuration mistake stops the master before any worker.
 _settings = _load_settings()
 
 wsgi_app = "counterproject.wsgi:application"
-bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+bind = _bind("GUNICORN_BIND", "127.0.0.1:8000")
 # One process per core, each serving many requests at once: the counter is
 # correct across both because its state lives in the database, and the
 # requests of a worker share one transaction per batch of takes.
-workers = _setting("WEB_CONCURRENCY", multiprocessing.cpu_count())
+workers = _setting("GUNICORN_WORKERS", multiprocessing.cpu_count())
 # On PostgreSQL, gevent: its greenlets wait for the database without a
 # thread each, so a worker batches the takes of every waiting request, and it
 # served the take about twice as fast as 16 threads (docs/benchmarks.md).

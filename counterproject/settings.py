@@ -13,6 +13,10 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+# The project's one reading of a number typed as text (plain Python: it
+# imports nothing from Django).
+from counters.parsing import parse_integer
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -34,17 +38,20 @@ def env_list(name: str, *, default: str) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-def env_int(name: str, *, default: int) -> int:
-    """Return the whole-number environment variable ``name``."""
+def env_int(name: str, *, default: int, minimum: int = 1) -> int:
+    """Return the whole-number environment variable ``name``, at least ``minimum``."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        return int(raw)
+        number = parse_integer(raw)
     except ValueError:
         raise ImproperlyConfigured(
             f"Set {name} to a whole number, not {raw!r}."
         ) from None
+    if number < minimum:
+        raise ImproperlyConfigured(f"Set {name} to {minimum} or more, not {raw!r}.")
+    return number
 
 
 def missing(name: str, hint: str = ""):
@@ -231,9 +238,16 @@ if HTTPS:
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", default=31_536_000)
+    # 0 is how a site tells browsers to forget its HSTS: allowed.
+    SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", default=31_536_000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
+    # Preloading is built into browsers, takes months to undo and binds every
+    # subdomain, so it is an explicit opt-in (#12).
+    SECURE_HSTS_PRELOAD = env_flag("HSTS_PRELOAD", default=False)
+    if not SECURE_HSTS_PRELOAD:
+        # check --deploy recommends preload (W021); leaving it off is this
+        # project's deliberate default.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 # --- Demonstrations -----------------------------------------------------------
 
@@ -264,12 +278,15 @@ STORAGES = {
 # --- Logging ----------------------------------------------------------------
 
 # One format for every log line: Django's, the app's and gunicorn's
-# (gunicorn.conf.py uses LOG_FORMAT too). Servers log to stdout; a
-# management command keeps its stdout for its output (a new value, JSON), so
-# under manage.py log lines go to stderr.
+# (gunicorn.conf.py uses LOG_FORMAT too). gunicorn logs to stdout; anything
+# else, a management command above all, keeps its stdout for its output (a
+# new value, JSON), so log lines go to stderr. The choice is by what runs,
+# not by the program's name: manage.py, python -m django and django-admin
+# are all commands (#12). gunicorn has loaded its own modules before any
+# configuration or application code runs.
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-UNDER_MANAGE_PY = Path(sys.argv[0]).name == "manage.py"
-LOG_STREAM = "ext://sys.stderr" if UNDER_MANAGE_PY else "ext://sys.stdout"
+UNDER_GUNICORN = "gunicorn" in sys.modules
+LOG_STREAM = "ext://sys.stdout" if UNDER_GUNICORN else "ext://sys.stderr"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

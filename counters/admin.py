@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from .audit import Actor
 from .exceptions import CounterError
 from .models import GLOBAL, INT64_MAX, INT64_MIN, Counter, CounterEvent
+from .parsing import parse_integer
 from .services import (
     counter_configure,
     counter_create,
@@ -41,13 +42,28 @@ OPERATIONS = {
 }
 
 
+class WholeNumberField(forms.IntegerField):
+    """An integer typed as an optional sign and ASCII digits, nothing else."""
+
+    def to_python(self, value):
+        # IntegerField takes "5.0", " 5", "1_000" and other scripts' digits.
+        if value in self.empty_values:
+            return None
+        try:
+            return parse_integer(value)
+        except ValueError:
+            raise forms.ValidationError(
+                self.error_messages["invalid"], code="invalid"
+            ) from None
+
+
 class ValueChangeForm(forms.Form):
     operation = forms.ChoiceField(
         choices=[(key, label) for key, (_, label) in OPERATIONS.items()],
         widget=forms.RadioSelect,
         initial="set",
     )
-    number = forms.IntegerField(
+    number = WholeNumberField(
         required=False,
         min_value=INT64_MIN,
         max_value=INT64_MAX,
@@ -86,7 +102,12 @@ class CounterAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            counter_configure(obj.name, public=obj.public, audit_takes=obj.audit_takes)
+            counter_configure(
+                obj.name,
+                public=obj.public,
+                audit_takes=obj.audit_takes,
+                actor=Actor.for_staff(request),
+            )
             return
         created = counter_create(
             obj.name,
@@ -105,6 +126,35 @@ class CounterAdmin(admin.ModelAdmin):
         with transaction.atomic():
             for name in sorted(queryset.values_list("name", flat=True)):
                 counter_delete(name, actor=Actor.for_staff(request))
+
+    # --- Refusals: a message, never a 500 ----------------------------------
+
+    # A service refuses inside the admin's transaction (a counter another
+    # staff member added or deleted a moment ago, #12): roll it all back,
+    # the admin's own log entries included, and say why.
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except CounterError as exc:
+            return self._refused(request, exc)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except CounterError as exc:
+            return self._refused(request, exc)
+
+    def response_action(self, request, queryset, *args, **kwargs):
+        try:
+            with transaction.atomic():
+                return super().response_action(request, queryset, *args, **kwargs)
+        except CounterError as exc:
+            return self._refused(request, exc)
+
+    def _refused(self, request, exc: CounterError):
+        self.message_user(request, f"Nothing changed: {exc}", messages.ERROR)
+        return redirect("admin:counters_counter_changelist")
 
     # --- Value changes, through the services ------------------------------
 
@@ -179,6 +229,28 @@ class CounterAdmin(admin.ModelAdmin):
         return self._value_page(request, queryset, form, bulk=False)
 
 
+class CounterNameFilter(admin.SimpleListFilter):
+    """Filter the trail by counter, offering the counters that exist now."""
+
+    # Offering the trail's own names would be a SELECT DISTINCT over every
+    # entry on every page (#12); the counters table is small. A deleted
+    # counter's entries are still found by name (?counter_name=…).
+    title = "counter"
+    parameter_name = "counter_name"
+
+    def lookups(self, request, model_admin):
+        names = list(Counter.objects.values_list("name", flat=True))
+        chosen = self.value()
+        if chosen is not None and chosen not in names:
+            names.append(chosen)
+        return [(name, name) for name in names]
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        return queryset.filter(counter_name=self.value())
+
+
 @admin.register(CounterEvent)
 class CounterEventAdmin(admin.ModelAdmin):
     """The audit trail: read-only, newest first, built for large tables."""
@@ -192,7 +264,7 @@ class CounterEventAdmin(admin.ModelAdmin):
         "source",
         "actor",
     ]
-    list_filter = ["source", "action", "counter_name"]
+    list_filter = ["source", "action", CounterNameFilter]
     search_fields = ["=counter_name", "actor"]
     ordering = ["-id"]
     list_per_page = 100

@@ -17,6 +17,7 @@ from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 from . import health
 from .audit import Actor
 from .exceptions import CounterError, CounterNotFound, CounterNotPublic
+from .parsing import is_integer, parse_integer
 from .selectors import counter_get, session_counter_get
 from .services import (
     counter_take,
@@ -27,6 +28,15 @@ from .services import (
 
 ERROR_STATUS = {CounterNotFound: 404, CounterNotPublic: 403}
 FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
+
+
+def error_status(exc: CounterError) -> int:
+    """Return the status of a domain error: its nearest class's, else 400."""
+    # By the class hierarchy, so that a subclass of "not found" is a 404.
+    for cls in type(exc).__mro__:
+        if cls in ERROR_STATUS:
+            return ERROR_STATUS[cls]
+    return 400
 
 
 class BadRequestBody(Exception):
@@ -57,7 +67,7 @@ def api_endpoint(*methods: str):
             except BadRequestBody as exc:
                 return json_error(str(exc), 400)
             except CounterError as exc:
-                return json_error(str(exc), ERROR_STATUS.get(type(exc), 400))
+                return json_error(str(exc), error_status(exc))
 
         return wrapper
 
@@ -65,16 +75,17 @@ def api_endpoint(*methods: str):
 
 
 def requested_step(request) -> object:
-    """Return the ``by`` the request asks for (1 when the body is empty)."""
+    """
+    Return the ``by`` the request asks for (1 when the body is empty).
+
+    In JSON it is taken as it stands (the service refuses anything but an
+    integer: a bool, a float, a string); in a form it is read as an optional
+    sign and ASCII digits, and other text goes on as text, to be refused.
+    """
     if request.content_type == "application/json":
-        try:
-            data = json.loads(request.body or b"{}")
-        except (UnicodeDecodeError, ValueError):
-            raise BadRequestBody(
-                'The request body must be empty or JSON such as {"by": 1}.'
-            ) from None
+        data = _json_body(request)
     elif request.content_type in FORM_TYPES:
-        data = request.POST.dict()
+        data = _form_body(request)
     elif request.META.get("CONTENT_LENGTH", "0") not in ("", "0"):
         raise BadRequestBody(
             "Send the body as JSON (Content-Type: application/json), such as "
@@ -83,14 +94,39 @@ def requested_step(request) -> object:
     else:
         data = {}
     if not isinstance(data, dict) or set(data) - {"by"}:
-        raise BadRequestBody('The request body may only hold "by", as in {"by": 1}.')
-    by = data.get("by", 1)
-    if isinstance(by, str):
-        try:
-            by = int(by)
-        except ValueError:
-            pass  # the service names the bad step
-    return by
+        raise BadRequestBody(ONLY_BY)
+    return data.get("by", 1)
+
+
+ONLY_BY = 'The request body may only hold "by", as in {"by": 1}.'
+
+
+def _json_body(request) -> object:
+    try:
+        return json.loads(request.body or b"{}")
+    # RecursionError: deeply nested arrays are valid JSON that Python's
+    # parser cannot read.
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise BadRequestBody(
+            'The request body must be empty or JSON such as {"by": 1}.'
+        ) from None
+
+
+def _form_body(request) -> dict:
+    if request.FILES:
+        raise BadRequestBody(ONLY_BY)
+    fields = dict(request.POST.lists())
+    if set(fields) - {"by"}:
+        raise BadRequestBody(ONLY_BY)
+    if "by" not in fields:
+        return {}
+    [text, *more] = fields["by"]
+    if more:
+        raise BadRequestBody('Send "by" once, as in by=1.')
+    try:
+        return {"by": parse_integer(text)}
+    except ValueError:
+        return {"by": text}  # the service names the bad step
 
 
 # --- Named counters ---------------------------------------------------------
@@ -109,7 +145,7 @@ def counter_detail(request, name: str):
 @api_endpoint("POST")
 def counter_increment(request, name: str):
     by = requested_step(request)
-    if by != 1 or isinstance(by, bool):
+    if not is_integer(by) or by != 1:
         raise BadRequestBody("Anonymous clients may only increment by exactly 1.")
     number = counter_take(name, actor=Actor.for_api(request), public_only=True)
     return JsonResponse({"name": name, "value": number})

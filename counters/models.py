@@ -1,5 +1,7 @@
 from django.db import models
 
+from .parsing import NAME_MAX_LENGTH
+
 GLOBAL = "global"
 
 # A counter's value is a PostgreSQL bigint: signed 64-bit.
@@ -10,7 +12,7 @@ INT64_MAX = 2**63 - 1
 class Counter(models.Model):
     """A named counter whose value only services change, under a row lock."""
 
-    name = models.SlugField(max_length=100, unique=True)
+    name = models.SlugField(max_length=NAME_MAX_LENGTH, unique=True)
     value = models.BigIntegerField(default=0)
     public = models.BooleanField(
         default=False,
@@ -48,6 +50,9 @@ class Action(models.TextChoices):
     SET = "set"
     RESET = "reset"
     DELETE = "delete"
+    # Option changes (#12): old and new value are 0 (off) or 1 (on).
+    PUBLIC = "public"
+    AUDIT_TAKES = "audit", "record every take"
 
 
 class CounterEvent(models.Model):

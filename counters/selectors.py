@@ -3,12 +3,14 @@
 from django.db.models import QuerySet
 
 from .exceptions import CounterNotFound, InvalidLimit
-from .models import Counter, CounterEvent
+from .models import INT64_MAX, Counter, CounterEvent
+from .parsing import check_name, is_integer
 from .sessions import SessionStore
 
 
 def counter_get(name: str) -> Counter:
     """Return the named counter, or raise ``CounterNotFound``."""
+    check_name(name)
     try:
         return Counter.objects.get(name=name)
     except Counter.DoesNotExist:
@@ -32,8 +34,12 @@ def counter_history(name: str, *, limit: int = 20) -> list[CounterEvent]:
     A deleted counter keeps its history; a name with neither a counter nor a
     history raises ``CounterNotFound``.
     """
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+    check_name(name)
+    if not is_integer(limit) or limit < 1:
         raise InvalidLimit(f"The limit must be a positive integer, not {limit!r}.")
+    if limit > INT64_MAX:
+        # The database's LIMIT is a bigint: a larger one is an SQL error.
+        raise InvalidLimit(f"The limit {limit} is outside the signed 64-bit range.")
     events = list(CounterEvent.objects.filter(counter_name=name)[:limit])
     if not events and not Counter.objects.filter(name=name).exists():
         raise CounterNotFound(f"There is no counter named {name!r}.")

@@ -14,8 +14,6 @@ the counter's ``audit_takes`` is on.
 
 import logging
 
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_slug
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
@@ -27,25 +25,30 @@ from .exceptions import (
     CounterNotFound,
     CounterNotPublic,
     CounterProtected,
-    InvalidName,
     InvalidStep,
     InvalidValue,
     OutOfRange,
 )
 from .models import GLOBAL, INT64_MAX, INT64_MIN, Action, Counter, CounterEvent
+from .parsing import check_name, is_integer
 from .sessions import SessionStore
 
 logger = logging.getLogger(__name__)
 
 
-def _is_int(value: object) -> bool:
-    # bool is an int subclass, but True is no step.
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_step(by: object) -> None:
-    if not _is_int(by) or by == 0:
-        raise InvalidStep(f"The step must be a non-zero integer, not {by!r}.")
+def _check_step(by: object, *, opposite: str) -> None:
+    """Refuse a step that is not a positive integer within 64 bits."""
+    # A negative step would make "decrement" add (#12): the audit trail and
+    # the log would then say the opposite of what happened.
+    if not is_integer(by) or by == 0:
+        raise InvalidStep(f"The step must be a positive integer, not {by!r}.")
+    if by < 0:
+        raise InvalidStep(
+            f"The step must be a positive integer, not {by}: to go the other "
+            f"way, {opposite} by {-by} instead."
+        )
+    if by > INT64_MAX:
+        raise OutOfRange(f"The step {by} is outside the signed 64-bit range.")
 
 
 def _check_sum(label: str, value: int, by: int) -> None:
@@ -57,7 +60,10 @@ def _check_sum(label: str, value: int, by: int) -> None:
 
 def _locked(name: str, *, public_only: bool = False) -> Counter:
     """Return the named counter with its row locked until the transaction ends."""
-    counters = Counter.objects.select_for_update().only("value", "audit_takes")
+    check_name(name)
+    counters = Counter.objects.select_for_update().only(
+        "value", "public", "audit_takes"
+    )
     if public_only:
         counters = counters.filter(public=True)
     try:
@@ -116,8 +122,7 @@ def _raise_locked(name: str, by: int, *, public_only: bool = False) -> Counter:
 
 
 def _add(name: str, by: int, action: Action, *, actor: Actor | None = None) -> int:
-    """Add ``by`` under the row lock and return the value this call produced."""
-    _check_step(by)
+    """Add ``by`` (checked by the caller) under the row lock; return the result."""
     with transaction.atomic():
         counter = _raise_locked(name, by)
         old = counter.value - by
@@ -175,6 +180,7 @@ def counter_take(
     that transaction fails, every take in it fails. Inside the caller's
     transaction, the take is part of it.
     """
+    check_name(name)
     if transaction.get_connection().in_atomic_block:
         return _take_batch(name, [actor], public_only=public_only)[0]
     return combine(
@@ -186,18 +192,19 @@ def counter_take(
 
 def counter_increment(name: str, *, by: int = 1, actor: Actor | None = None) -> int:
     """Add ``by`` to the named counter and return the value this call produced."""
+    _check_step(by, opposite="decrement")
     return _add(name, by, Action.INCREMENT, actor=actor)
 
 
 def counter_decrement(name: str, *, by: int = 1, actor: Actor | None = None) -> int:
     """Subtract ``by`` from the named counter and return the resulting value."""
-    _check_step(by)
+    _check_step(by, opposite="increment")
     return _add(name, -by, Action.DECREMENT, actor=actor)
 
 
 def _set(name: str, value: int, action: Action, *, actor: Actor | None) -> int:
     """Set the value under the row lock and return it."""
-    if not _is_int(value):
+    if not is_integer(value):
         raise InvalidValue(f"The value must be an integer, not {value!r}.")
     if not INT64_MIN <= value <= INT64_MAX:
         raise OutOfRange(f"{value} is outside the signed 64-bit range.")
@@ -228,15 +235,7 @@ def counter_create(
     actor: Actor | None = None,
 ) -> Counter:
     """Create a counter at 0 and return it."""
-    try:
-        validate_slug(name)
-    except ValidationError:
-        raise InvalidName(
-            f"{name!r} is not a valid counter name: use letters, digits, "
-            "hyphens and underscores."
-        ) from None
-    if len(name) > Counter._meta.get_field("name").max_length:
-        raise InvalidName("A counter name has at most 100 characters.")
+    check_name(name)
     try:
         with transaction.atomic():
             counter = Counter.objects.create(
@@ -248,13 +247,34 @@ def counter_create(
     return counter
 
 
-def counter_configure(name: str, *, public: bool, audit_takes: bool) -> None:
-    """Change a counter's options; its value is left as it stands."""
-    updated = Counter.objects.filter(name=name).update(
-        public=public, audit_takes=audit_takes
-    )
-    if not updated:
-        raise CounterNotFound(f"There is no counter named {name!r}.")
+def counter_configure(
+    name: str, *, public: bool, audit_takes: bool, actor: Actor | None = None
+) -> list[Action]:
+    """
+    Change a counter's options under its row lock; return the options changed.
+
+    Each change is recorded (old and new as 0 or 1) and bumps ``updated_at``;
+    the value is left as it stands, so takes made meanwhile are kept.
+    """
+    wanted = {Action.PUBLIC: public, Action.AUDIT_TAKES: audit_takes}
+    for option, flag in wanted.items():
+        if not isinstance(flag, bool):
+            raise InvalidValue(f"The option {option.label!r} must be on or off.")
+    with transaction.atomic():
+        counter = _locked(name)
+        fields = {Action.PUBLIC: "public", Action.AUDIT_TAKES: "audit_takes"}
+        changed = [
+            option
+            for option, flag in wanted.items()
+            if getattr(counter, fields[option]) != flag
+        ]
+        if not changed:
+            return []
+        for option in changed:
+            _record(name, option, int(not wanted[option]), int(wanted[option]), actor)
+            setattr(counter, fields[option], wanted[option])
+        counter.save(update_fields=[fields[o] for o in changed] + ["updated_at"])
+    return changed
 
 
 def counter_delete(name: str, *, actor: Actor | None = None) -> int:
@@ -278,19 +298,24 @@ def session_counter_increment(session: SessionStore, *, by: int = 1) -> int:
     Concurrent requests of one session are serialized on its row: none loses
     another's update. A visitor without a session gets one.
     """
-    _check_step(by)
+    _check_step(by, opposite="decrement")
+    return _session_add(session, by)
+
+
+def session_counter_decrement(session: SessionStore, *, by: int = 1) -> int:
+    """Subtract ``by`` from the visitor's own counter and return the new value."""
+    _check_step(by, opposite="increment")
+    return _session_add(session, -by)
+
+
+def _session_add(session: SessionStore, by: int) -> int:
+    """Add ``by`` (checked by the caller) under the session row's lock."""
 
     def add(value: int) -> int:
         _check_sum("Your counter", value, by)
         return value + by
 
     return session.update_counter(add)
-
-
-def session_counter_decrement(session: SessionStore, *, by: int = 1) -> int:
-    """Subtract ``by`` from the visitor's own counter and return the new value."""
-    _check_step(by)
-    return session_counter_increment(session, by=-by)
 
 
 def session_counter_reset(session: SessionStore) -> int:

@@ -6,7 +6,7 @@ import sys
 from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.views.csrf import csrf_failure as html_csrf_failure
@@ -31,14 +31,21 @@ def index(request):
     try:
         counter = counter_get(GLOBAL)
     except CounterNotFound as exc:
-        raise Http404(str(exc)) from exc
+        # A page, not Django's bare 404: it shows the message of a take
+        # that found no counter either.
+        context = {"status": 404, "message": str(exc)}
+        return render(request, "error.html", context, status=404)
     return render(request, "counters/index.html", {"counter": counter})
 
 
 @require_POST
 def take(request):
-    number = counter_take(GLOBAL, actor=Actor.for_visitor(request))
-    messages.success(request, f"Your number is {number}")
+    try:
+        number = counter_take(GLOBAL, actor=Actor.for_visitor(request))
+    except CounterError as exc:
+        messages.error(request, f"No number was taken: {exc}")
+    else:
+        messages.success(request, f"Your number is {number}")
     return redirect("counters:index")
 
 

@@ -3,7 +3,9 @@ import json
 import pytest
 from django.test import Client
 
-from counters.models import Counter, CounterEvent
+from counters.api import error_status
+from counters.exceptions import CounterNotFound, CounterNotPublic, InvalidStep
+from counters.models import INT64_MAX, Counter, CounterEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -136,3 +138,59 @@ def test_api_take_records_the_client_address(api, global_counter):
     number = api.post("/api/counters/global/increment/").json()["value"]
     event = CounterEvent.objects.get(counter_name="global", new_value=number)
     assert (event.action, event.source, event.actor) == ("take", "api", "ip:127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"by": 1.0}', '{"by": "1"}', '{"by": " 1"}', '{"by": "+1"}', '{"by": "\\u0661"}'],
+)
+def test_a_step_that_is_not_the_json_integer_one_is_refused(api, global_counter, body):
+    response = api.post(
+        "/api/counters/global/increment/", data=body, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == (
+        "Anonymous clients may only increment by exactly 1."
+    )
+    assert Counter.objects.get(name="global").value == 0
+
+
+@pytest.mark.parametrize("by", ["1", "+1", "01"])
+def test_a_form_step_is_a_sign_and_ascii_digits(api, global_counter, by):
+    response = api.post("/api/counters/global/increment/", {"by": by})
+    assert response.json() == {"name": "global", "value": 1}
+
+
+@pytest.mark.parametrize("by", [" 1", "1 ", "\u0661", "1_0", "1.0", "", "one"])
+def test_a_form_step_of_other_text_is_refused(api, global_counter, by):
+    response = api.post("/api/counters/global/increment/", {"by": by})
+    assert response.status_code == 400
+    assert Counter.objects.get(name="global").value == 0
+
+
+def test_a_repeated_form_step_is_refused(api, global_counter):
+    response = api.post("/api/counters/global/increment/", "by=1&by=1",
+                        content_type="application/x-www-form-urlencoded")  # fmt: skip
+    assert response.status_code == 400
+    assert response.json()["error"] == 'Send "by" once, as in by=1.'
+    assert Counter.objects.get(name="global").value == 0
+
+
+def test_a_take_past_the_largest_value_is_a_400(api, global_counter):
+    Counter.objects.filter(name="global").update(value=INT64_MAX)
+    response = api.post("/api/counters/global/increment/")
+    assert response.status_code == 400
+    assert "would leave the signed 64-bit range" in response.json()["error"]
+    assert Counter.objects.get(name="global").value == INT64_MAX
+
+
+def test_an_error_status_follows_the_class_hierarchy():
+    class Vanished(CounterNotFound):
+        pass
+
+    class Hidden(CounterNotPublic):
+        pass
+
+    assert error_status(Vanished("gone")) == 404
+    assert error_status(Hidden("private")) == 403
+    assert error_status(InvalidStep("bad")) == 400

@@ -99,13 +99,26 @@ def test_create_public_counter():
 def test_incr_prints_the_new_value_alone(tickets):
     assert counter("incr", "tickets") == "11\n"
     assert counter("incr", "tickets", "--by", "5") == "16\n"
-    assert counter("incr", "tickets", "--by", "-6") == "10\n"
-    assert Counter.objects.get(name="tickets").value == 10
+    assert counter("incr", "tickets", "--by", "+4") == "20\n"
+    assert Counter.objects.get(name="tickets").value == 20
     assert audit() == [
         ("increment", 10, 11, "cli", SHELL_ACTOR),
         ("increment", 11, 16, "cli", SHELL_ACTOR),
-        ("increment", 16, 10, "cli", SHELL_ACTOR),
+        ("increment", 16, 20, "cli", SHELL_ACTOR),
     ]
+
+
+@pytest.mark.parametrize(
+    "action, instead",
+    [("incr", "decrement by 5 instead"), ("decr", "increment by 5 instead")],
+)
+def test_a_negative_step_is_refused_and_names_the_other_action(
+    tickets, action, instead
+):
+    # Before #12, "decr --by -5" added 5 and was recorded as a decrement.
+    assert fails(action, "tickets", "--by", "-5") == (
+        f"The step must be a positive integer, not -5: to go the other way, {instead}."
+    )
 
 
 def test_decr_prints_the_new_value_alone(tickets):
@@ -332,6 +345,9 @@ def test_unknown_counter_is_named(tickets, no_terminal, args):
     "args, message",
     [
         (["incr", "tickets", "--by", "abc"], "argument --by: invalid int value: 'abc'"),
+        (["incr", "tickets", "--by", " 5"], "argument --by: invalid int value: ' 5'"),
+        (["incr", "tickets", "--by", "1_0"], "argument --by: invalid int value: '1_0'"),
+        (["set", "tickets", "\u0661"], "argument VALUE: invalid int value: '\u0661'"),
         (["decr", "tickets", "--by", "1.5"], "argument --by: invalid int value: '1.5'"),
         (["set", "tickets", "abc"], "argument VALUE: invalid int value: 'abc'"),
         (
@@ -352,7 +368,7 @@ def test_bad_arguments_are_named(tickets, args, message):
 def test_zero_step_is_refused(tickets, action):
     assert (
         fails(action, "tickets", "--by", "0")
-        == "The step must be a non-zero integer, not 0."
+        == "The step must be a positive integer, not 0."
     )
 
 
@@ -518,3 +534,48 @@ def test_shell_delete_on_a_real_terminal_asks_first(tickets):
         "Deleted counter 'tickets' (last value 10).\n"
     )
     assert not Counter.objects.filter(name="tickets").exists()
+
+
+DJANGO_ADMIN = os.path.join(os.path.dirname(sys.executable), "django-admin")
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        [sys.executable, "manage.py"],
+        [sys.executable, "-m", "django"],
+        [DJANGO_ADMIN],
+    ],
+    ids=["manage.py", "python -m django", "django-admin"],
+)
+@pytest.mark.django_db(transaction=True)
+def test_logs_never_share_stdout_with_the_value(tickets, program):
+    # Before #12 the log stream was chosen by the program's name: only
+    # manage.py kept the log line off stdout.
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DEBUG", "SECRET_KEY", "DATABASE_URL", "REDIS_URL"}
+    }
+    env |= {
+        "DATABASE_URL": database_url(),
+        "SECRET_KEY": "insecure-key-for-tests",
+        "DJANGO_SETTINGS_MODULE": "counterproject.settings",
+    }
+    result = subprocess.run(
+        [*program, "counter", "incr", "tickets"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert (result.returncode, result.stdout) == (0, "11\n"), result.stderr
+    assert "counter tickets increment: 10 -> 11" in result.stderr
+
+
+def test_an_unrecognized_argument_with_a_newline_is_one_line(tickets):
+    assert fails("list", "a\nb\u2028c") == (
+        "Error: unrecognized arguments: a\\nb\\u2028c"
+    )

@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from counters.management.commands.loadtest import (
+    NOT_SENT,
     Command,
     Results,
     realtime_violations,
@@ -159,3 +160,11 @@ def test_loadtest_passes_on_the_database_counter_and_fails_the_naive_one(
     assert report["consecutive"] is False
     assert "duplicates, first: [1, " in naive.stderr
     assert "Traceback" not in naive.stderr
+
+
+def test_throughput_counts_only_the_requests_sent():
+    # A run cut short by --max-seconds: 4 of 10 sent in one second is 4 req/s,
+    # not the 10 planned (#12).
+    summary = summary_of([1, 2, 3, 4], requests=10, errors={NOT_SENT: 6})
+    assert (summary["sent"], summary["rps"]) == (4, 4.0)
+    assert summary["consecutive"] is False

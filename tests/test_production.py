@@ -47,7 +47,14 @@ def test_check_deploy_reports_nothing_with_the_readme_environment():
         **env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "System check identified no issues (0 silenced)." in result.stdout
+    # The one silenced check is W021, "preload HSTS": an opt-in since #12.
+    assert "System check identified no issues (1 silenced)." in result.stdout
+    preloaded = run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "DEBUG"],
+        **env,
+        HSTS_PRELOAD="1",
+    )
+    assert "System check identified no issues (0 silenced)." in preloaded.stdout
 
 
 def https_settings(**env: str) -> list[str]:
@@ -57,6 +64,15 @@ def https_settings(**env: str) -> list[str]:
         "s.SECURE_PROXY_SSL_HEADER)"
     )
     return shell_output(code, **env).strip().split(maxsplit=4)
+
+
+def test_hsts_preload_is_an_explicit_opt_in():
+    code = (
+        "from django.conf import settings as s;"
+        "print(s.SECURE_HSTS_PRELOAD, s.SECURE_HSTS_INCLUDE_SUBDOMAINS)"
+    )
+    assert shell_output(code, HTTPS="1").split() == ["False", "True"]
+    assert shell_output(code, HTTPS="1", HSTS_PRELOAD="1").split() == ["True", "True"]
 
 
 def test_https_settings_are_off_by_default_and_on_behind_a_tls_proxy():

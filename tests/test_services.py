@@ -13,9 +13,17 @@ from counters.exceptions import (
     InvalidValue,
     OutOfRange,
 )
-from counters.models import INT64_MAX, INT64_MIN, Counter, CounterEvent, Source
+from counters.models import (
+    INT64_MAX,
+    INT64_MIN,
+    Action,
+    Counter,
+    CounterEvent,
+    Source,
+)
 from counters.selectors import counter_get, counter_history, counter_list
 from counters.services import (
+    counter_configure,
     counter_create,
     counter_decrement,
     counter_delete,
@@ -56,10 +64,30 @@ def test_take_returns_consecutive_numbers(counter):
 
 def test_increment_and_decrement_by_a_step(counter):
     assert counter_increment("tickets", by=5) == 15
-    assert counter_increment("tickets", by=-3) == 12
+    assert counter_decrement("tickets", by=3) == 12
     assert counter_decrement("tickets", by=2) == 10
     assert counter_decrement("tickets") == 9
     assert value_of("tickets") == 9
+
+
+@pytest.mark.parametrize(
+    "service, message",
+    [
+        (counter_increment, "not -5: to go the other way, decrement by 5 instead."),
+        (counter_decrement, "not -5: to go the other way, increment by 5 instead."),
+    ],
+)
+def test_a_negative_step_is_refused_with_what_to_use(counter, service, message):
+    with pytest.raises(InvalidStep, match=message):
+        service("tickets", by=-5, actor=SHELL)
+    assert value_of("tickets") == 10
+    assert not CounterEvent.objects.exists()
+
+
+def test_a_step_outside_64_bits_is_refused(counter):
+    with pytest.raises(OutOfRange, match="The step 9223372036854775808 is outside"):
+        counter_increment("tickets", by=INT64_MAX + 1)
+    assert value_of("tickets") == 10
 
 
 def test_set_and_reset(counter):
@@ -81,11 +109,11 @@ def test_unknown_counter_is_reported_by_name(counter, service):
         service("nope")
 
 
-@pytest.mark.parametrize("step", [0, 1.5, "1", True, None])
+@pytest.mark.parametrize("step", [0, 1.5, 1.0, "1", True, None])
 def test_step_must_be_a_non_zero_integer(counter, step):
-    with pytest.raises(InvalidStep, match="The step must be a non-zero integer"):
+    with pytest.raises(InvalidStep, match="The step must be a positive integer"):
         counter_increment("tickets", by=step)
-    with pytest.raises(InvalidStep, match="The step must be a non-zero integer"):
+    with pytest.raises(InvalidStep, match="The step must be a positive integer"):
         counter_decrement("tickets", by=step)
     assert value_of("tickets") == 10
 
@@ -255,3 +283,33 @@ def test_a_very_long_actor_name_is_cut_not_fatal(counter):
     assert counter_increment("tickets", actor=long_name) == 12
     actors = CounterEvent.objects.values_list("actor", flat=True)
     assert {len(actor) for actor in actors} == {255}
+
+
+def test_option_changes_are_recorded_under_the_lock(counter):
+    before = Counter.objects.get(name="tickets").updated_at
+    changed = counter_configure("tickets", public=True, audit_takes=True, actor=SHELL)
+    assert changed == [Action.PUBLIC, Action.AUDIT_TAKES]
+    after = Counter.objects.get(name="tickets")
+    assert (after.public, after.audit_takes, after.value) == (True, True, 10)
+    assert after.updated_at > before
+    assert trail() == [
+        ("public", 0, 1, "cli", "os:operator"),
+        ("audit", 0, 1, "cli", "os:operator"),
+    ]
+    # Saving the same options again is no change: nothing recorded or bumped.
+    assert counter_configure("tickets", public=True, audit_takes=True) == []
+    assert Counter.objects.get(name="tickets").updated_at == after.updated_at
+    assert len(trail()) == 2
+
+
+def test_configure_an_unknown_counter_is_refused(counter):
+    with pytest.raises(CounterNotFound, match="There is no counter named 'nope'"):
+        counter_configure("nope", public=True, audit_takes=False, actor=SHELL)
+    assert not CounterEvent.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "caf\u00e9", "\udcff", "", "a b"])
+def test_a_name_no_counter_can_have_is_refused_before_the_database(counter, name):
+    for lookup in (counter_get, counter_take, counter_reset, counter_history):
+        with pytest.raises(InvalidName, match="is not a valid counter name"):
+            lookup(name)

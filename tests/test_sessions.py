@@ -94,9 +94,9 @@ def test_step_can_be_given_as_json(visitor):
 @pytest.mark.parametrize(
     "body, message",
     [
-        ({"by": 0}, "The step must be a non-zero integer, not 0."),
-        ({"by": "x"}, "The step must be a non-zero integer, not 'x'."),
-        ({"by": 1.5}, "The step must be a non-zero integer, not 1.5."),
+        ({"by": 0}, "The step must be a positive integer, not 0."),
+        ({"by": "x"}, "The step must be a positive integer, not 'x'."),
+        ({"by": 1.5}, "The step must be a positive integer, not 1.5."),
         ({"step": 1}, 'The request body may only hold "by"'),
     ],
 )
@@ -230,3 +230,30 @@ def test_a_stale_cache_cannot_log_a_deleted_session_back_in(redis_cache_settings
     reloaded = SessionStore(key)
     assert reloaded.load() == {}
     assert reloaded.session_key is None
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"by": -1}, "not -1: to go the other way, decrement by 1 instead."),
+        ({"by": "1_000"}, "The step must be a positive integer, not '1_000'."),
+        ({"by": 2**63}, "The step 9223372036854775808 is outside the signed 64-bit"),
+    ],
+)
+def test_a_refused_step_creates_no_session(visitor, body, message):
+    response = post(
+        visitor, "/api/me/increment/", data=body, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+    assert "sessionid" not in response.cookies
+    assert Session.objects.count() == 0
+    assert visitor.get("/api/me/").json() == {"value": 0}
+
+
+def test_a_form_step_in_another_script_is_refused(visitor):
+    response = post(visitor, "/api/me/increment/", data={"by": "1_000"})
+    assert response.status_code == 400
+    assert response.json()["error"] == (
+        "The step must be a positive integer, not '1_000'."
+    )

@@ -173,3 +173,54 @@ def test_postgres_connections_time_out_instead_of_hanging():
     assert options["connect_timeout"] <= 10
     assert options["keepalives"] == 1
     assert "lock_timeout" in options["options"]
+
+
+@pytest.mark.parametrize(
+    "name", ["GUNICORN_WORKERS", "GUNICORN_THREADS", "GUNICORN_TIMEOUT",
+             "GUNICORN_GRACEFUL_TIMEOUT", "GUNICORN_KEEPALIVE"],
+)  # fmt: skip
+@pytest.mark.parametrize(
+    "value, problem",
+    [
+        ("abc", "a whole number, not 'abc'"),
+        ("0", "1 or more, not '0'"),
+        ("-3", "1 or more, not '-3'"),
+        ("1_0", "a whole number, not '1_0'"),
+        ("\u0664", "a whole number, not '\u0664'"),
+    ],
+)
+def test_every_bad_serving_number_stops_with_one_line(name, value, problem):
+    result = run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+        DEBUG="1",
+        **{name: value},
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [f"Error: Set {name} to {problem}."]
+
+
+@pytest.mark.parametrize("value", ["abc", "127.0.0.1", ":8000", "host:0", "h:x"])
+def test_a_bad_bind_address_stops_with_one_line(value):
+    result = run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+        DEBUG="1",
+        GUNICORN_BIND=value,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "Error: Set GUNICORN_BIND to HOST:PORT (such as 127.0.0.1:8000) or "
+        f"unix:PATH, not {value!r}."
+    ]
+
+
+@pytest.mark.parametrize(
+    "value, problem", [("-1", "0 or more"), ("x", "a whole number")]
+)
+def test_a_bad_hsts_max_age_is_named(value, problem):
+    result = run(
+        [sys.executable, "manage.py", "check"], DEBUG="1", HTTPS="1", HSTS_SECONDS=value
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"Error: Set HSTS_SECONDS to {problem}, not {value!r}."
+    ]

@@ -1,7 +1,7 @@
 import pytest
 from django.test import Client
 
-from counters.models import Counter, CounterEvent
+from counters.models import INT64_MAX, Counter, CounterEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -90,3 +90,24 @@ def test_web_take_records_who_got_the_number(client, global_counter):
     client.post("/take/")
     second = CounterEvent.objects.get(counter_name="global", new_value=2)
     assert second.actor == event.actor
+
+
+def test_a_take_past_the_largest_value_is_a_message_not_a_500(client, global_counter):
+    Counter.objects.filter(name="global").update(value=INT64_MAX)
+    response = client.post("/take/")
+    assert response.status_code == 302 and response["Location"] == "/"
+    page = client.get("/").content.decode()
+    assert "No number was taken: Counter &#x27;global&#x27; is at" in page
+    assert global_value() == INT64_MAX
+    assert not CounterEvent.objects.exists()
+
+
+def test_a_take_without_the_global_counter_is_a_message_not_a_500(client, db):
+    Counter.objects.filter(name="global").delete()
+    response = client.post("/take/")
+    assert response.status_code == 302 and response["Location"] == "/"
+    page = client.get("/")
+    assert page.status_code == 404
+    html = page.content.decode()
+    assert "No number was taken: There is no counter named" in html
+    assert not Counter.objects.exists()

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from counters.audit import Actor
 from counters.exceptions import CounterError
+from counters.parsing import parse_integer
 from counters.selectors import counter_get, counter_history, counter_list
 from counters.services import (
     counter_create,
@@ -27,6 +28,14 @@ from counters.services import (
 )
 
 HISTORY_LIMIT = 20
+
+
+def integer(text: str) -> int:
+    """Return the integer an argument spells: an optional sign and ASCII digits."""
+    return parse_integer(text)
+
+
+integer.__name__ = "int"  # argparse names the type: "invalid int value: 'x'"
 
 
 def counter_data(counter) -> dict:
@@ -78,8 +87,24 @@ def aligned(rows: list[tuple[str, ...]], *, right: tuple[int, ...] = ()) -> list
     ]
 
 
+def one_line(text: str) -> str:
+    """Return ``text`` with its line breaks escaped, as ``repr()`` writes them."""
+    return "".join(
+        repr(char)[1:-1] if len(f"x{char}x".splitlines()) > 1 else char for char in text
+    )
+
+
 class Command(BaseCommand):
     help = "List, show, create, change, delete named counters and read their history."
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        report = parser.error
+        # argparse quotes a bad value with repr(), but lists unrecognized
+        # arguments as they are: a newline among them would split the
+        # error over lines (found by tests/test_generated.py).
+        parser.error = lambda message: report(one_line(message))
+        return parser
 
     def add_arguments(self, parser):
         actions = parser.add_subparsers(
@@ -105,12 +130,16 @@ class Command(BaseCommand):
             change = actions.add_parser(action, help=f"{verb} a step (default 1).")
             change.add_argument("name")
             change.add_argument(
-                "--by", type=int, default=1, metavar="N", help="The step (default 1)."
+                "--by",
+                type=integer,
+                default=1,
+                metavar="N",
+                help="The step, a positive integer (default 1).",
             )
 
         set_ = actions.add_parser("set", help="Set a counter to a value.")
         set_.add_argument("name")
-        set_.add_argument("value", type=int, metavar="VALUE", help="An integer.")
+        set_.add_argument("value", type=integer, metavar="VALUE", help="An integer.")
 
         reset = actions.add_parser("reset", help="Set a counter back to 0.")
         reset.add_argument("name")
@@ -127,7 +156,7 @@ class Command(BaseCommand):
         history.add_argument("name")
         history.add_argument(
             "--limit",
-            type=int,
+            type=integer,
             default=HISTORY_LIMIT,
             metavar="N",
             help=f"Show at most N entries (default {HISTORY_LIMIT}).",

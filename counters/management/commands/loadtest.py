@@ -25,8 +25,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from counters.parsing import parse_integer
+
 DEFAULT_URL = "http://127.0.0.1:8000/api/counters/global/increment/"
 SHOWN = 10  # duplicates and gaps listed at most
+NOT_SENT = "not sent (time limit)"
 
 
 @dataclass
@@ -53,12 +56,16 @@ class Results:
         distinct = sorted(seen)
         gaps = distinct[-1] - distinct[0] + 1 - len(distinct) if distinct else 0
         ok = len(self.numbers)
+        # Throughput counts the requests sent: a run cut short by
+        # --max-seconds did not send the rest (#12).
+        sent = self.requests - self.errors[NOT_SENT]
         return {
             "requests": self.requests,
             "ok": ok,
             "errors": dict(sorted(self.errors.items())),
             "seconds": round(self.elapsed, 3),
-            "rps": round(self.requests / self.elapsed, 1) if self.elapsed else 0.0,
+            "sent": sent,
+            "rps": round(sent / self.elapsed, 1) if self.elapsed else 0.0,
             "p50_ms": round(self.percentile(0.50), 2),
             "p95_ms": round(self.percentile(0.95), 2),
             "p99_ms": round(self.percentile(0.99), 2),
@@ -171,7 +178,7 @@ async def run_load(
         results.elapsed = time.perf_counter() - started
     unsent = todo[0]
     if unsent > 0:
-        results.errors["not sent (time limit)"] += unsent
+        results.errors[NOT_SENT] += unsent
     return results
 
 
@@ -208,7 +215,7 @@ async def visitor_headers(url: str, *, timeout: float) -> dict:
 
 
 def positive(value: str) -> int:
-    number = int(value)
+    number = parse_integer(value)
     if number < 1:
         raise ValueError
     return number
@@ -318,6 +325,7 @@ class Command(BaseCommand):
             ("url", "\n".join(urls)),
             ("clients", clients),
             ("requests", summary["requests"]),
+            ("sent", summary["sent"]),
             ("ok", summary["ok"]),
             ("errors", errors or "0"),
             ("throughput", f"{summary['rps']} req/s"),
