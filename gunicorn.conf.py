@@ -6,9 +6,9 @@ command line, which wins):
 
 - ``GUNICORN_BIND`` (127.0.0.1:8000), ``GUNICORN_WORKERS`` (one worker per
   core), ``GUNICORN_THREADS`` (16 per worker), ``GUNICORN_TIMEOUT`` (30 s),
-  ``GUNICORN_GRACEFUL_TIMEOUT`` (30 s), ``GUNICORN_KEEPALIVE`` (5 s). Each
-  number must be 1 or more; a bad value stops the master with one line
-  naming the variable.
+  ``GUNICORN_GRACEFUL_TIMEOUT`` (30 s), ``GUNICORN_KEEPALIVE`` (5 s; 0 turns
+  keep-alive off). Each other number must be 1 or more; a bad value stops
+  the master with one line naming the variable.
 - Not ``WEB_CONCURRENCY``: gunicorn parses that one itself, before this file
   runs, and a bad value ends in its traceback (#12).
 - Graceful restarts: ``kill -HUP <master>`` replaces the workers after they
@@ -37,16 +37,16 @@ def _load_settings():
     return settings
 
 
-def _setting(name: str, default: int) -> int:
-    """Return a setting of 1 or more from the environment, or exit naming it."""
+def _setting(name: str, default: int, *, minimum: int = 1) -> int:
+    """Return a setting of ``minimum`` or more from the environment, or exit."""
     from django.core.exceptions import ImproperlyConfigured
 
     from counterproject.settings import env_int
 
     # 0 would mean no workers, no threads (a worker that fails to boot) or
-    # no timeout: never what an operator means.
+    # no timeout: never what an operator means. Only keep-alive takes 0 (off).
     try:
-        return env_int(name, default=default, minimum=1)
+        return env_int(name, default=default, minimum=minimum)
     except ImproperlyConfigured as exc:
         sys.exit(f"Error: {exc}")
 
@@ -92,7 +92,7 @@ worker_class = "gthread" if _sqlite else "gevent"
 threads = _setting("GUNICORN_THREADS", 16)
 timeout = _setting("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _setting("GUNICORN_GRACEFUL_TIMEOUT", 30)
-keepalive = _setting("GUNICORN_KEEPALIVE", 5)
+keepalive = _setting("GUNICORN_KEEPALIVE", 5, minimum=0)
 accesslog = "-"
 errorlog = "-"
 # Manage the master with signals (HUP, TERM); a control socket at one fixed

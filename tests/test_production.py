@@ -152,8 +152,14 @@ def test_huge_and_negative_steps_on_the_own_counter(redis_cache_settings):
 
     response = step("/api/me/increment/", 10**30)
     assert response.status_code == 400
-    assert "would leave the signed 64-bit range" in response.json()["error"]
-    assert step("/api/me/decrement/", -4).json() == {"value": 4}
+    assert "outside the signed 64-bit range" in response.json()["error"]
+    # Decrement means decrement (#12): a negative step is refused, and the
+    # message says what to use instead.
+    response = step("/api/me/decrement/", -4)
+    assert response.status_code == 400
+    assert "increment by 4 instead" in response.json()["error"]
+    assert client.get("/api/me/").json() == {"value": 0}
+    assert step("/api/me/increment/", 4).json() == {"value": 4}
     assert client.get("/api/me/").json() == {"value": 4}
 
 

@@ -175,20 +175,28 @@ def test_postgres_connections_time_out_instead_of_hanging():
     assert "lock_timeout" in options["options"]
 
 
-@pytest.mark.parametrize(
-    "name", ["GUNICORN_WORKERS", "GUNICORN_THREADS", "GUNICORN_TIMEOUT",
-             "GUNICORN_GRACEFUL_TIMEOUT", "GUNICORN_KEEPALIVE"],
-)  # fmt: skip
-@pytest.mark.parametrize(
-    "value, problem",
-    [
+# Each serving number and its smallest value: keep-alive 0 turns it off.
+SERVING_NUMBERS = {
+    "GUNICORN_WORKERS": 1,
+    "GUNICORN_THREADS": 1,
+    "GUNICORN_TIMEOUT": 1,
+    "GUNICORN_GRACEFUL_TIMEOUT": 1,
+    "GUNICORN_KEEPALIVE": 0,
+}
+BAD_SERVING_NUMBERS = [
+    pytest.param(name, value, problem.format(minimum=minimum), id=f"{name}={value}")
+    for name, minimum in SERVING_NUMBERS.items()
+    for value, problem in [
         ("abc", "a whole number, not 'abc'"),
-        ("0", "1 or more, not '0'"),
-        ("-3", "1 or more, not '-3'"),
+        ("-3", "{minimum} or more, not '-3'"),
         ("1_0", "a whole number, not '1_0'"),
         ("\u0664", "a whole number, not '\u0664'"),
-    ],
-)
+        *([("0", "1 or more, not '0'")] if minimum else []),
+    ]
+]
+
+
+@pytest.mark.parametrize("name, value, problem", BAD_SERVING_NUMBERS)
 def test_every_bad_serving_number_stops_with_one_line(name, value, problem):
     result = run(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
