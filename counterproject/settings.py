@@ -223,7 +223,7 @@ DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 SESSION_ENGINE = "counters.sessions"
 # Flash messages are session data, server-side like the rest of the session.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
-CSRF_FAILURE_VIEW = "counters.views.csrf_failure"
+CSRF_FAILURE_VIEW = "counterproject.errors.csrf_failure"
 
 # --- Behind a TLS-terminating proxy ------------------------------------------
 

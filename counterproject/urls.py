@@ -10,6 +10,6 @@ urlpatterns = [
     path("", include("counters.urls")),
 ]
 
-handler400 = "counters.views.bad_request"
-handler404 = "counters.views.page_not_found"
-handler500 = "counters.views.server_error"
+handler400 = "counterproject.errors.bad_request"
+handler404 = "counterproject.errors.page_not_found"
+handler500 = "counterproject.errors.server_error"

@@ -14,9 +14,9 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from .audit import Actor
+from .actors import Actor
 from .exceptions import CounterError
-from .models import GLOBAL, INT64_MAX, INT64_MIN, Counter, CounterEvent
+from .models import GLOBAL, INT64_MAX, INT64_MIN, Counter, CounterEvent, Source
 from .parsing import parse_integer
 from .services import (
     counter_configure,
@@ -26,6 +26,7 @@ from .services import (
     counter_increment,
     counter_reset,
     counter_set,
+    counters_change,
 )
 
 OPERATIONS = {
@@ -40,6 +41,11 @@ OPERATIONS = {
     ),
     "reset": (lambda name, n, actor: counter_reset(name, actor=actor), "Reset to 0"),
 }
+
+
+def staff_actor(request) -> Actor:
+    """Return the staff member behind an admin request."""
+    return Actor(Source.ADMIN, f"user:{request.user.get_username()}")
 
 
 class WholeNumberField(forms.IntegerField):
@@ -106,26 +112,26 @@ class CounterAdmin(admin.ModelAdmin):
                 obj.name,
                 public=obj.public,
                 audit_takes=obj.audit_takes,
-                actor=Actor.for_staff(request),
+                actor=staff_actor(request),
             )
             return
         created = counter_create(
             obj.name,
             public=obj.public,
             audit_takes=obj.audit_takes,
-            actor=Actor.for_staff(request),
+            actor=staff_actor(request),
         )
         # The admin goes on with ``obj`` (log entry, redirect): fill it in.
         for field in Counter._meta.concrete_fields:
             setattr(obj, field.attname, getattr(created, field.attname))
 
     def delete_model(self, request, obj):
-        counter_delete(obj.name, actor=Actor.for_staff(request))
+        counter_delete(obj.name, actor=staff_actor(request))
 
     def delete_queryset(self, request, queryset):
-        with transaction.atomic():
-            for name in sorted(queryset.values_list("name", flat=True)):
-                counter_delete(name, actor=Actor.for_staff(request))
+        actor = staff_actor(request)
+        names = queryset.values_list("name", flat=True)
+        counters_change(names, lambda name: counter_delete(name, actor=actor))
 
     # --- Refusals: a message, never a 500 ----------------------------------
 
@@ -161,12 +167,9 @@ class CounterAdmin(admin.ModelAdmin):
     def _apply(self, request, names, operation, number) -> bool:
         """Apply one operation to every named counter, or to none on error."""
         change, label = OPERATIONS[operation]
-        actor = Actor.for_staff(request)
+        actor = staff_actor(request)
         try:
-            # One transaction: a failure on any counter changes none. Rows
-            # are locked in name order, so two staff members cannot deadlock.
-            with transaction.atomic():
-                values = {name: change(name, number, actor) for name in sorted(names)}
+            values = counters_change(names, lambda name: change(name, number, actor))
         except CounterError as exc:
             self.message_user(request, f"Nothing changed: {exc}", messages.ERROR)
             return False

@@ -15,9 +15,10 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 
 from . import health
-from .audit import Actor
+from .actors import Actor
 from .exceptions import CounterError, CounterNotFound, CounterNotPublic
-from .parsing import is_integer, parse_integer
+from .models import Source
+from .parsing import parse_integer
 from .selectors import counter_get, session_counter_get
 from .services import (
     counter_take,
@@ -132,22 +133,28 @@ def _form_body(request) -> dict:
 # --- Named counters ---------------------------------------------------------
 
 
+def client_actor(request) -> Actor:
+    """Return the anonymous API client, named by its address."""
+    return Actor(Source.API, f"ip:{request.META.get('REMOTE_ADDR', 'unknown')}")
+
+
 @csrf_exempt
 @api_endpoint("GET")
 def counter_detail(request, name: str):
-    counter = counter_get(name)
-    if not counter.public:
-        raise CounterNotPublic(f"Counter {name!r} is not public.")
+    counter = counter_get(name, public_only=True)
     return JsonResponse({"name": counter.name, "value": counter.value})
 
 
 @csrf_exempt
 @api_endpoint("POST")
-def counter_increment(request, name: str):
-    by = requested_step(request)
-    if not is_integer(by) or by != 1:
-        raise BadRequestBody("Anonymous clients may only increment by exactly 1.")
-    number = counter_take(name, actor=Actor.for_api(request), public_only=True)
+def counter_take_number(request, name: str):
+    """Take the next number of a public counter: ``POST …/increment/``."""
+    number = counter_take(
+        name,
+        actor=client_actor(request),
+        public_only=True,
+        by=requested_step(request),
+    )
     return JsonResponse({"name": name, "value": number})
 
 

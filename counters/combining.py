@@ -10,7 +10,8 @@ its own result. The leader leads once and returns, so no caller serves
 strangers for long.
 
 Every caller in a batch shares its fate: if the batch raises, each of them
-raises.
+raises. A batch can also refuse one call alone, by returning an exception as
+that call's result.
 """
 
 import copy
@@ -20,7 +21,7 @@ from typing import Any
 
 
 class _Call:
-    __slots__ = ("item", "ready", "done", "result", "error")
+    __slots__ = ("item", "ready", "done", "result", "error", "shared")
 
     def __init__(self, item: Any) -> None:
         self.item = item
@@ -33,6 +34,7 @@ class _Call:
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
+        self.shared = False  # the error is the whole batch's
 
 
 class _Lane:
@@ -61,7 +63,8 @@ def combine(key: Hashable, item: Any, run: Callable[[list[Any]], list[Any]]) -> 
     Return this call's share of ``run(items)``, batched with concurrent calls.
 
     Calls with the same ``key`` are batched together; ``run`` receives their
-    items in arrival order and returns one result for each.
+    items in arrival order and returns one result for each: a result that is
+    an exception is raised by its call alone.
     """
     lane = _lane(key)
     call = _Call(item)
@@ -75,7 +78,7 @@ def combine(key: Hashable, item: Any, run: Callable[[list[Any]], list[Any]]) -> 
     if leads:
         _run_batch(key, lane, run)
     if call.error is not None:
-        if leads:
+        if leads or not call.shared:
             raise call.error
         # Each other thread raises its own copy: one shared exception object
         # would gather every thread's traceback.
@@ -91,10 +94,13 @@ def _run_batch(
     try:
         results = run([call.item for call in batch])
         for call, result in zip(batch, results, strict=True):
-            call.result = result
+            if isinstance(result, BaseException):
+                call.error = result
+            else:
+                call.result = result
     except BaseException as exc:  # every caller in the batch shares its fate
         for call in batch:
-            call.error = exc
+            call.error, call.shared = exc, True
     finally:
         for call in batch:
             call.done = True

@@ -7,7 +7,14 @@ class CounterNotFound(CounterError):
 
 
 class CounterNotPublic(CounterError):
-    """The counter exists but anonymous clients may not change it."""
+    """The counter exists but anonymous clients may not use it."""
+
+
+def not_public(name: str) -> CounterNotPublic:
+    """Return the refusal of an anonymous client's use of a private counter."""
+    return CounterNotPublic(
+        f"Counter {name!r} is not public: anonymous clients cannot use it."
+    )
 
 
 class InvalidStep(CounterError):

@@ -2,19 +2,27 @@
 
 from django.db.models import QuerySet
 
-from .exceptions import CounterNotFound, InvalidLimit
+from .exceptions import CounterNotFound, InvalidLimit, not_public
 from .models import INT64_MAX, Counter, CounterEvent
 from .parsing import check_name, is_integer
 from .sessions import SessionStore
 
 
-def counter_get(name: str) -> Counter:
-    """Return the named counter, or raise ``CounterNotFound``."""
+def counter_get(name: str, *, public_only: bool = False) -> Counter:
+    """
+    Return the named counter, or raise ``CounterNotFound``.
+
+    ``public_only`` is for anonymous clients: a counter that is not public
+    raises ``CounterNotPublic``.
+    """
     check_name(name)
     try:
-        return Counter.objects.get(name=name)
+        counter = Counter.objects.get(name=name)
     except Counter.DoesNotExist:
         raise CounterNotFound(f"There is no counter named {name!r}.") from None
+    if public_only and not counter.public:
+        raise not_public(name)
+    return counter
 
 
 def counter_list() -> QuerySet[Counter]:

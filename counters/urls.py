@@ -14,7 +14,7 @@ urlpatterns = [
     path("api/counters/<slug:name>/", api.counter_detail, name="api-detail"),
     path(
         "api/counters/<slug:name>/increment/",
-        api.counter_increment,
+        api.counter_take_number,
         name="api-increment",
     ),
     path("api/me/", api.me_detail, name="api-me"),

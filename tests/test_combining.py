@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection, transaction
 
-from counters.audit import Actor
+from counters.actors import Actor
 from counters.combining import combine
 from counters.exceptions import OutOfRange
 from counters.models import INT64_MAX, Counter, CounterEvent, Source

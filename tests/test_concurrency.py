@@ -117,7 +117,7 @@ def test_gunicorn_workers_hand_out_each_number_once_on_sqlite(tmp_path, serve):
 
 
 SQLITE_TAKES = """
-from counters.audit import Actor
+from counters.actors import Actor
 from counters.exceptions import OutOfRange
 from counters.models import INT64_MAX, CounterEvent, Source
 from counters.services import counter_set, counter_take

@@ -2,7 +2,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from counters.audit import Actor
+from counters.actors import Actor
 from counters.exceptions import (
     CounterExists,
     CounterNotFound,

@@ -7,6 +7,7 @@ stdout, for scripts; a ``CounterError`` becomes a ``CommandError``: one line
 on stderr, a non-zero exit and nothing changed.
 """
 
+import getpass
 import inspect
 import json
 import sys
@@ -14,8 +15,9 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from counters.audit import Actor
+from counters.actors import Actor
 from counters.exceptions import CounterError
+from counters.models import Source
 from counters.parsing import parse_integer
 from counters.selectors import counter_get, counter_history, counter_list
 from counters.services import (
@@ -28,6 +30,16 @@ from counters.services import (
 )
 
 HISTORY_LIMIT = 20
+
+
+def shell_actor() -> Actor:
+    """Return the operating-system user running the command."""
+    try:
+        who = getpass.getuser()
+    except (OSError, KeyError):
+        # No login name and no passwd entry, as in some containers.
+        who = "unknown"
+    return Actor(Source.CLI, f"os:{who}")
 
 
 def integer(text: str) -> int:
@@ -229,30 +241,30 @@ class Command(BaseCommand):
     # --- Changes ----------------------------------------------------------
 
     def handle_create(self, name, public):
-        counter = counter_create(name, public=public, actor=Actor.for_shell())
+        counter = counter_create(name, public=public, actor=shell_actor())
         self.stdout.write(str(counter.value))
 
     def handle_incr(self, name, by):
-        value = counter_increment(name, by=by, actor=Actor.for_shell())
+        value = counter_increment(name, by=by, actor=shell_actor())
         self.stdout.write(str(value))
 
     def handle_decr(self, name, by):
-        value = counter_decrement(name, by=by, actor=Actor.for_shell())
+        value = counter_decrement(name, by=by, actor=shell_actor())
         self.stdout.write(str(value))
 
     def handle_set(self, name, value):
-        value = counter_set(name, value, actor=Actor.for_shell())
+        value = counter_set(name, value, actor=shell_actor())
         self.stdout.write(str(value))
 
     def handle_reset(self, name):
-        value = counter_reset(name, actor=Actor.for_shell())
+        value = counter_reset(name, actor=shell_actor())
         self.stdout.write(str(value))
 
     def handle_delete(self, name, yes):
         if not yes and not self.confirm_delete(name):
             self.stdout.write(f"Counter {name!r} was not deleted.")
             return
-        value = counter_delete(name, actor=Actor.for_shell())
+        value = counter_delete(name, actor=shell_actor())
         self.stdout.write(f"Deleted counter {name!r} (last value {value}).")
 
     def confirm_delete(self, name) -> bool:

@@ -1,0 +1,90 @@
+"""
+The take: a counter's next number, for pages and the API alike.
+
+Takes of one counter that arrive together in a worker process share one
+transaction (``counters.combining``), whichever interface they come from:
+the row lock is taken once for all of them, and each still gets its own
+number.
+"""
+
+from django.db import transaction
+
+from ..actors import Actor
+from ..combining import combine
+from ..exceptions import CounterError, InvalidStep, not_public
+from ..models import Action, CounterEvent
+from ..parsing import check_name, is_integer
+from .rules import add_locked, is_recorded, locked
+
+
+def counter_take(
+    name: str,
+    *,
+    actor: Actor | None = None,
+    public_only: bool = False,
+    by: object = 1,
+) -> int:
+    """
+    Take the next number from the named counter and return it.
+
+    Concurrent takers each get a different number, and together they get
+    consecutive numbers. ``public_only`` is for anonymous clients: a counter
+    that is not public raises ``CounterNotPublic``. ``by`` is the step a
+    client asked for: a take steps by exactly 1, and anything else is refused.
+
+    Outside a transaction, takes that arrive together in this process share
+    one transaction: each still gets its own number, and if that transaction
+    fails, every take in it fails. Inside the caller's transaction, the take
+    is part of it.
+    """
+    if not is_integer(by) or by != 1:
+        raise InvalidStep("Anonymous clients may only increment by exactly 1.")
+    check_name(name)
+    take = (actor, public_only)
+    if transaction.get_connection().in_atomic_block:
+        [number] = _take_batch(name, [take])
+        if isinstance(number, CounterError):
+            raise number
+        return number
+    return combine(("take", name), take, lambda takes: _take_batch(name, takes))
+
+
+def _take_batch(
+    name: str, takes: list[tuple[Actor | None, bool]]
+) -> list[int | CounterError]:
+    """
+    Take one number for each ``(actor, public_only)`` in one transaction.
+
+    Return, in order, each take's number, or the refusal of an anonymous
+    take of a private counter. The row is locked once (``SELECT … FOR
+    UPDATE``; on SQLite the write lock taken at ``BEGIN IMMEDIATE``), raised
+    by the number of takes granted with ``F("value") + n``, whose new value
+    Django reads back with ``UPDATE … RETURNING``, and the takes that are
+    recorded get one audit entry each, in one INSERT.
+    """
+    with transaction.atomic():
+        counter = locked(name)
+        granted = [
+            (actor, not public_only or counter.public) for actor, public_only in takes
+        ]
+        taken = sum(ok for _, ok in granted)
+        if not taken:
+            return [not_public(name) for _ in takes]
+        add_locked(counter, taken)
+        numbers = iter(range(counter.value - taken + 1, counter.value + 1))
+        results = [next(numbers) if ok else not_public(name) for _, ok in granted]
+        # bulk_create sends nothing when no take of the batch is recorded.
+        CounterEvent.objects.bulk_create(
+            CounterEvent(
+                counter_name=name,
+                action=Action.TAKE,
+                old_value=number - 1,
+                new_value=number,
+                source=actor.source,
+                actor=actor.who,
+            )
+            for (actor, _), number in zip(granted, results, strict=True)
+            if not isinstance(number, CounterError)
+            and is_recorded(actor, audit_takes=counter.audit_takes)
+        )
+    return results
