@@ -10,11 +10,11 @@ import pytest
 from django.core.cache import cache
 
 from counterproject.settings import redis_cache
+from counterproject.testing.servers import migrate
+from counterproject.testing.visitors import Visitor, all_at_once
 from counters.sessions import COUNTER_KEY
 
 from .conftest import database_url
-from .httpclient import Visitor, all_at_once
-from .servers import migrate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
