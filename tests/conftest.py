@@ -47,6 +47,26 @@ def on_sqlite(config) -> bool:
     return config.getoption("database") == SQLITE
 
 
+# The database of this session, once pytest has read its options.
+SESSION_DATABASE = POSTGRESQL
+
+
+def pytest_configure(config) -> None:
+    global SESSION_DATABASE
+    SESSION_DATABASE = config.getoption("database")
+
+
+def examples(count: int) -> int:
+    """
+    Return how many generated inputs a Hypothesis test draws in this session.
+
+    All of them on PostgreSQL; a quarter on SQLite, which runs the same
+    parsing and checks and differs only in the statements, so that the two
+    sessions stay within the suite's time.
+    """
+    return count if SESSION_DATABASE == POSTGRESQL else max(1, count // 4)
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """Mark the tests that need PostgreSQL; on SQLite, keep the others only."""
     for item in items:
