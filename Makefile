@@ -37,10 +37,11 @@ serve: setup
 
 # The whole suite on PostgreSQL (it starts its own PostgreSQL, Redis and
 # gunicorn servers), then the in-process database tests again on a
-# file-backed SQLite, the embedded default (tests/conftest.py).
+# file-backed SQLite, the embedded default (tests/conftest.py). The second
+# runs even when the first fails, so that one run reports on both.
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	$(BIN)/python -m pytest --database=sqlite $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS); postgresql=$$?; \
+	$(BIN)/python -m pytest --database=sqlite $(PYTEST_ARGS) && exit $$postgresql
 
 # Measure the take against the database's limit; writes docs/benchmarks.md.
 bench: $(VENV)/.installed-test
