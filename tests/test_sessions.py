@@ -277,3 +277,30 @@ def test_an_increment_reads_the_session_once(redis_cache_settings):
     assert "cmdstat_get" not in redis.info("commandstats")
     assert request[COUNTER_KEY] == 2
     assert request.accessed and not request.modified
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"by": -1}, "not -1: to go the other way, decrement by 1 instead."),
+        ({"by": "1_000"}, "The step must be a positive integer, not '1_000'."),
+        ({"by": 2**63}, "The step 9223372036854775808 is outside the signed 64-bit"),
+    ],
+)
+def test_a_refused_step_creates_no_session(visitor, body, message):
+    response = post(
+        visitor, "/api/me/increment/", data=body, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+    assert "sessionid" not in response.cookies
+    assert Session.objects.count() == 0
+    assert visitor.get("/api/me/").json() == {"value": 0}
+
+
+def test_a_form_step_in_another_script_is_refused(visitor):
+    response = post(visitor, "/api/me/increment/", data={"by": "1_000"})
+    assert response.status_code == 400
+    assert response.json()["error"] == (
+        "The step must be a positive integer, not '1_000'."
+    )
