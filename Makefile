@@ -35,9 +35,13 @@ serve: setup
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py collectstatic --no-input --verbosity 0
 	DEBUG=$${DEBUG:-1} $(BIN)/gunicorn -c gunicorn.conf.py
 
-# The whole suite; it starts its own PostgreSQL, Redis and gunicorn servers.
+# The whole suite on PostgreSQL (it starts its own PostgreSQL, Redis and
+# gunicorn servers), then the in-process database tests again on a
+# file-backed SQLite, the embedded default (tests/conftest.py). The second
+# runs even when the first fails, so that one run reports on both.
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS); postgresql=$$?; \
+	$(BIN)/python -m pytest --database=sqlite $(PYTEST_ARGS) && exit $$postgresql
 
 # Measure the take against the database's limit; writes docs/benchmarks.md.
 bench: $(VENV)/.installed-test

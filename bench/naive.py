@@ -24,13 +24,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import SECRET, migrate, psql  # noqa: E402
+from bench.run import SECRET  # noqa: E402
+from counterproject.testing.servers import (  # noqa: E402
+    PostgresCluster,
+    RedisServer,
+    gunicorn,
+    migrate,
+)
 from counters.management.commands.loadtest import (  # noqa: E402
     Results,
     run_load,
     visitor_headers,
 )
-from tests.servers import PostgresCluster, RedisServer, gunicorn  # noqa: E402
 
 SHAPES = [(1, 1), (1, 8), (4, 1), (4, 8)]
 TWO_HOSTS = (2, 8)  # per master
@@ -148,13 +153,13 @@ def main() -> None:
     pg.start()
     redis.start()
     try:
-        psql(pg, "CREATE DATABASE counters")
+        pg.create_database("counters")
         env = {
             "DATABASE_URL": pg.url("counters"),
             "REDIS_URL": redis.url,
             "COUNTERS_NAIVE_DEMO": "1",
         }
-        migrate({"DATABASE_URL": env["DATABASE_URL"]})
+        migrate(env["DATABASE_URL"], SECRET_KEY=SECRET)
         table = measure(env, redis, work)
     finally:
         redis.destroy()

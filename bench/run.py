@@ -36,7 +36,13 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import PostgresCluster, RedisServer, gunicorn  # noqa: E402
+from counterproject.testing.servers import (  # noqa: E402
+    PostgresCluster,
+    RedisServer,
+    gunicorn,
+    migrate,
+)
+from counterproject.testing.visitors import Visitor  # noqa: E402
 
 CLIENTS = 100  # concurrent clients for every comparison
 MANY_CLIENTS = 500  # for the connection bound
@@ -244,15 +250,10 @@ def visitors_file(base_url: str, path: Path, count: int) -> Path:
     """Give ``count`` visitors a session each; write their cookies for wrk."""
     lines = []
     for _ in range(count):
-        visitor = requests.Session()
-        visitor.get(f"{base_url}/api/me/", timeout=10)
-        token = visitor.cookies["csrftoken"]
-        answer = visitor.post(
-            f"{base_url}/api/me/increment/", headers={"X-CSRFToken": token}, timeout=10
-        )
-        answer.raise_for_status()
+        visitor = Visitor(base_url)
+        visitor.post("/api/me/increment/").raise_for_status()
         cookie = "; ".join(f"{k}={v}" for k, v in visitor.cookies.items())
-        lines.append(f"{cookie}\t{token}")
+        lines.append(f"{cookie}\t{visitor.cookies['csrftoken']}")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -430,14 +431,13 @@ def main() -> None:
     try:
         pg.start()
         redis.start()
-        Database(pg, "postgres").psql("CREATE DATABASE bench")
+        pg.create_database("bench")
         db = Database(pg, "bench")
         env = {
             "DATABASE_URL": pg.url("bench"),
             "DJANGO_SETTINGS_MODULE": "bench.settings",
         }
-        sh(sys.executable, "manage.py", "migrate", "--no-input", "-v0",
-           env={"SECRET_KEY": SECRET, **env})  # fmt: skip
+        migrate(env["DATABASE_URL"], SECRET_KEY=SECRET, **env)
         db.psql(
             "CREATE TABLE bench_counter (id int PRIMARY KEY, value bigint);"
             "INSERT INTO bench_counter VALUES (1, 0)"
@@ -461,8 +461,7 @@ def main() -> None:
 def measure_sqlite(work: Path, args) -> dict:
     """Load the take on the embedded default: an SQLite file, default shape."""
     env = {"DATABASE_URL": f"sqlite:///{work / 'db.sqlite3'}"}
-    sh(sys.executable, "manage.py", "migrate", "--no-input", "-v0",
-       env={"SECRET_KEY": SECRET, **env})  # fmt: skip
+    migrate(env["DATABASE_URL"], SECRET_KEY=SECRET)
     server = serve(env, work / "sqlite.log")
     try:
         result = wrk(f"{server.base_url}{VIEWS['take']}", args.seconds)

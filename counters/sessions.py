@@ -2,7 +2,7 @@
 Cached, database-backed sessions that never lose a per-user counter update.
 
 ``SESSION_ENGINE = "counters.sessions"``. It is Django's ``cached_db`` engine
-(the database is the record, the cache a copy) with two changes:
+(the database is the record, the cache a copy) with these changes:
 
 - the per-user counter is changed only under the session row's lock, by
   ``update_counter()``, and an ordinary save at the end of a request keeps the
@@ -12,7 +12,10 @@ Cached, database-backed sessions that never lose a per-user counter update.
   say);
 - the counter is read from the database row, never from the cache: a Redis
   that restarts from an old snapshot holds an entry older than what the
-  database got during the outage, and the counter must not go backwards.
+  database got during the outage, and the counter must not go backwards;
+- the cache is written and deleted only once the database has committed
+  (``transaction.on_commit``), so it never holds what was rolled back;
+- a cached login whose row is gone is removed from the cache.
 
 Without Redis the cache is Django's DummyCache and this is the ``db`` engine.
 """
@@ -25,7 +28,6 @@ from django.contrib.sessions.backends.cached_db import (
     SessionStore as CachedDBStore,
 )
 from django.contrib.sessions.backends.db import SessionStore as DBStore
-from django.core.cache.backends.dummy import DummyCache
 from django.db import router, transaction
 from django.utils import timezone
 
@@ -37,6 +39,8 @@ COUNTER_KEY = "counters:me"
 class SessionStore(CachedDBStore):
     cache_key_prefix = "session:"
 
+    # --- Storage: the row (under its lock) and the cache after the commit ---
+
     def _db_alias(self) -> str:
         return router.db_for_write(self.model)
 
@@ -45,46 +49,75 @@ class SessionStore(CachedDBStore):
             session_key=self.session_key, expire_date__gt=timezone.now()
         )
 
-    def _cache_write(self, data: dict) -> None:
-        try:
-            self._cache.set(self.cache_key, data, self.get_expiry_age())
-        except Exception:
-            # The database has the data; the cache catches up on a later save.
-            logger.exception("Could not write session to the cache")
+    def _locked_row(self):
+        """Lock this session's live row and return it (None if there is none)."""
+        return self._live_rows().select_for_update().first()
 
-    def _keep_stored_counter(self) -> None:
-        """Lock this session's row and take the counter it holds into memory."""
-        row = self._live_rows().select_for_update().first()
-        if row is not None:
-            stored = self.decode(row.session_data)
-            if COUNTER_KEY in stored:
-                self._session[COUNTER_KEY] = stored[COUNTER_KEY]
+    def _after_commit(self, change: Callable[[], object]) -> None:
+        """Run the cache ``change`` once the database has committed."""
+
+        def run() -> None:
+            try:
+                change()
+            except Exception:
+                # The database has the data; the cache catches up later.
+                logger.exception("Could not update the session cache")
+
+        # Runs at once outside a transaction, never after a rollback.
+        transaction.on_commit(run, using=self._db_alias())
+
+    def _cache_set(self, data: dict, expiry=None) -> None:
+        """Copy ``data`` to the cache under the current key, after the commit."""
+        key, data = self.cache_key, dict(data)
+        age = self.get_expiry_age(expiry=expiry)
+        self._after_commit(lambda: self._cache.set(key, data, age))
+
+    def _cache_delete(self, session_key: str) -> None:
+        """Remove ``session_key``'s cached copy, after the commit."""
+        key = self.cache_key_prefix + session_key
+        self._after_commit(lambda: self._cache.delete(key))
+
+    # --- Django's session API ------------------------------------------------
 
     def load(self) -> dict:
-        data = super().load()
-        if (
-            data.get(SESSION_KEY) is not None
-            and not isinstance(self._cache, DummyCache)
-            and not self._live_rows().exists()
-        ):
+        try:
+            data = self._cache.get(self.cache_key)
+        except Exception:
+            # As cached_db: a key the cache refuses is a miss (Django #17810).
+            data = None
+        if data is None:
+            row = self._get_session_from_db()  # forgets the key if none
+            if row is None:
+                return {}
+            data = self.decode(row.session_data)
+            self._cache_set(data, expiry=row.expire_date)
+            return data
+        if data.get(SESSION_KEY) is not None and not self._live_rows().exists():
             # A logout (or expiry) whose cache delete failed during a Redis
             # outage, or a Redis back from an old snapshot, would otherwise
-            # log the session in again from the cache. Only sessions that
-            # carry a login pay for this check.
+            # log the session in again from the cache. Only cached sessions
+            # that carry a login pay for this check.
+            self._cache_delete(self.session_key)
             self._session_key = None
             return {}
         return data
 
     def save(self, must_create: bool = False) -> None:
         """Save the session, keeping the counter value the database holds."""
-        if must_create or self.session_key is None:
-            return super().save(must_create)
+        if self.session_key is None:
+            return self.create()
         with transaction.atomic(using=self._db_alias()):
-            self._keep_stored_counter()
-            # The database part of cached_db's save; the cache is written
-            # after the commit, so it never holds what was rolled back.
-            DBStore.save(self, must_create=False)
-        self._cache_write(self._session)
+            if not must_create:
+                self._keep_stored_counter()
+            DBStore.save(self, must_create=must_create)
+            self._cache_set(self._session)
+
+    def delete(self, session_key: str | None = None) -> None:
+        session_key = session_key or self.session_key
+        if session_key is None:
+            return
+        DBStore.delete(self, session_key)
+        self._cache_delete(session_key)
 
     def cycle_key(self) -> None:
         """Give the session a new key (as login does), keeping its counter."""
@@ -95,6 +128,16 @@ class SessionStore(CachedDBStore):
         with transaction.atomic(using=self._db_alias()):
             self._keep_stored_counter()
             super().cycle_key()
+
+    # --- The per-user counter ------------------------------------------------
+
+    def _keep_stored_counter(self) -> None:
+        """Lock this session's row and take the counter it holds into memory."""
+        row = self._locked_row()
+        if row is not None:
+            stored = self.decode(row.session_data)
+            if COUNTER_KEY in stored:
+                self._session[COUNTER_KEY] = stored[COUNTER_KEY]
 
     def update_counter(self, change: Callable[[int], int]) -> int:
         """
@@ -107,21 +150,27 @@ class SessionStore(CachedDBStore):
         if self.session_key is None:
             self.create()
         with transaction.atomic(using=self._db_alias()):
-            row = self._live_rows().select_for_update().first()
+            row = self._locked_row()
             if row is None:
                 # Expired or deleted since the request began: start afresh,
                 # without whatever this request had loaded.
                 self._session_cache = {}
                 self.create()
-                row = self._live_rows().select_for_update().get()
+                row = self._locked_row()
             data = self.decode(row.session_data)
             value = change(data.get(COUNTER_KEY, 0))
             data[COUNTER_KEY] = value
             row.session_data = self.encode(data)
             row.save(update_fields=["session_data"])
-        # Keep this request's copy in step without marking it modified.
-        self._session[COUNTER_KEY] = value
-        self._cache_write(data)
+            self._cache_set(data)
+        # Keep this request's copy in step without marking it modified. A
+        # copy not loaded yet is the row just written: no second read.
+        if hasattr(self, "_session_cache"):
+            self._session_cache[COUNTER_KEY] = value
+        else:
+            self._session_cache = data
+        # The answer depends on the session (Vary: Cookie), as after a read.
+        self.accessed = True
         return value
 
     def counter_value(self) -> int:

@@ -1,10 +1,20 @@
 """
 Servers and fixtures shared by the suite.
 
-The suite starts a throwaway PostgreSQL and points the test database at it,
-so the in-process tests run against the database production uses. When a
-server cannot start, its tests skip locally and fail under ``CI=true``: a
-skipped test proves nothing in CI.
+A session runs the in-process tests on one database, chosen with
+``--database``:
+
+- ``postgresql`` (the default): the suite starts a throwaway PostgreSQL and
+  points the test database at it, and runs every test, including those that
+  serve the project with gunicorn over HTTP;
+- ``sqlite``: the embedded default, a file-backed SQLite in WAL mode with
+  ``BEGIN IMMEDIATE`` (the project's own settings), and only the in-process
+  database tests; those that need PostgreSQL itself are deselected.
+
+``make test`` runs both sessions, as django-sequences runs its tests once per
+backend. A test needs PostgreSQL when it is marked ``postgresql`` or asks for
+the ``postgres`` server. When a server cannot start, its tests skip locally
+and fail under ``CI=true``: a skipped test proves nothing in CI.
 """
 
 import os
@@ -16,11 +26,73 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from counterproject.settings import database_from_url, redis_cache
+from counterproject.testing import servers
+from counterproject.testing.servers import PostgresCluster, RedisServer, gunicorn
 from counters.models import GLOBAL, Counter
 
-from .servers import PostgresCluster, RedisServer, gunicorn
-
 IN_CI = os.environ.get("CI", "").lower() == "true"
+POSTGRESQL, SQLITE = "postgresql", "sqlite"
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--database",
+        choices=(POSTGRESQL, SQLITE),
+        default=POSTGRESQL,
+        help="the database of the in-process tests; sqlite runs only those",
+    )
+
+
+def on_sqlite(config) -> bool:
+    return config.getoption("database") == SQLITE
+
+
+# The database of this session, once pytest has read its options.
+SESSION_DATABASE = POSTGRESQL
+
+
+def pytest_configure(config) -> None:
+    global SESSION_DATABASE
+    SESSION_DATABASE = config.getoption("database")
+
+
+def examples(count: int) -> int:
+    """
+    Return how many generated inputs a Hypothesis test draws in this session.
+
+    All of them on PostgreSQL; a quarter on SQLite, which runs the same
+    parsing and checks and differs only in the statements, so that the two
+    sessions stay within the suite's time.
+    """
+    return count if SESSION_DATABASE == POSTGRESQL else max(1, count // 4)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark the tests that need PostgreSQL; on SQLite, keep the others only."""
+    for item in items:
+        if "postgres" in item.fixturenames:
+            item.add_marker(pytest.mark.postgresql)
+    if not on_sqlite(config):
+        return
+    kept, deselected = [], []
+    for item in items:
+        in_process_database_test = (
+            item.get_closest_marker("django_db") is not None
+            or {"db", "transactional_db"} & set(item.fixturenames)
+        ) and "serve" not in item.fixturenames
+        if in_process_database_test and not item.get_closest_marker("postgresql"):
+            kept.append(item)
+        else:
+            deselected.append(item)
+    config.hook.pytest_deselected(items=deselected)
+    items[:] = kept
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    # A selection (make test PYTEST_ARGS=…) with no in-process database test
+    # leaves the SQLite session nothing to run: that is a success.
+    if on_sqlite(session.config) and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        session.exitstatus = pytest.ExitCode.OK
 
 
 def unavailable(message: str):
@@ -77,15 +149,26 @@ def redis_cache_settings(settings, redis_server):
 
 
 @pytest.fixture(scope="session")
-def django_db_modify_db_settings(postgres) -> None:
-    """Point the default database at the throwaway PostgreSQL cluster."""
-    config = database_from_url(postgres.url("counters"))
+def django_db_modify_db_settings(request, tmp_path_factory) -> None:
+    """Point the default database at PostgreSQL or an SQLite file (--database)."""
+    if on_sqlite(request.config):
+        # A file, never :memory:, so that every thread and process the tests
+        # start opens the same database, each with its own connection.
+        path = tmp_path_factory.mktemp("sqlite") / "counters.sqlite3"
+        config = database_from_url(f"sqlite:///{path}")
+        test = {**settings.DATABASES["default"].get("TEST", {}), "NAME": str(path)}
+        config["TEST"] = test
+    else:
+        # Asked for here, not as an argument: a test that names ``postgres``
+        # needs PostgreSQL itself; every database test does not.
+        postgres = request.getfixturevalue("postgres")
+        config = database_from_url(postgres.url("counters"))
     default = settings.DATABASES["default"]
     # Update in place: Django's connection handler holds this same dict.
     default.update(config)
     default["OPTIONS"] = config.get("OPTIONS", {})
     # Drop any wrapper made from the old settings (django.setup() may have
-    # opened the default SQLite file); the next use builds a PostgreSQL one.
+    # opened the default SQLite file); the next use builds the chosen one.
     connections.close_all()
     try:
         del connections[DEFAULT_DB_ALIAS]
@@ -96,7 +179,24 @@ def django_db_modify_db_settings(postgres) -> None:
 def database_url() -> str:
     """Return a URL for the test database, for processes the suite starts."""
     db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"  # absolute: sqlite:////tmp/…
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def database_env() -> dict[str, str]:
+    """Return the settings of a process the suite starts on the test database."""
+    return {"DATABASE_URL": database_url(), "SECRET_KEY": servers.SECRET_KEY}
+
+
+def manage_on_test_database(*args: str, **options):
+    """Run ``manage.py *args`` in a subprocess on the test database."""
+    return servers.manage(*args, env=database_env(), **options)
+
+
+def stored_value(name: str = GLOBAL) -> int:
+    """Return the named counter's value as the database holds it now."""
+    return Counter.objects.get(name=name).value
 
 
 @pytest.fixture
@@ -124,7 +224,7 @@ def serve(tmp_path):
         server = gunicorn(
             {
                 "DEBUG": "0",
-                "SECRET_KEY": "insecure-key-for-tests-only",
+                "SECRET_KEY": servers.SECRET_KEY,
                 "ALLOWED_HOSTS": "127.0.0.1,localhost",
                 **env,
             },

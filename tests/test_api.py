@@ -7,6 +7,8 @@ from counters.api import error_status
 from counters.exceptions import CounterNotFound, CounterNotPublic, InvalidStep
 from counters.models import INT64_MAX, Counter, CounterEvent
 
+from .conftest import stored_value
+
 pytestmark = pytest.mark.django_db
 
 
@@ -70,7 +72,7 @@ def test_bad_increment_body_is_a_400_and_changes_nothing(
     )
     assert response.status_code == 400
     assert message in response.json()["error"]
-    assert Counter.objects.get(name="global").value == 0
+    assert stored_value() == 0
 
 
 @pytest.mark.parametrize(
@@ -97,7 +99,7 @@ def test_private_counter_is_a_json_403_and_unchanged(api, private, method, path)
     response = getattr(api, method)(path)
     assert response.status_code == 403
     assert "'private' is not public" in response.json()["error"]
-    assert Counter.objects.get(name="private").value == 7
+    assert stored_value("private") == 7
 
 
 @pytest.mark.parametrize(
@@ -116,7 +118,7 @@ def test_wrong_method_is_a_json_405(api, global_counter, method, path, allowed):
     assert response.json() == {
         "error": f"Method {method.upper()} is not allowed here; use {allowed}."
     }
-    assert Counter.objects.get(name="global").value == 0
+    assert stored_value() == 0
 
 
 def test_unknown_api_url_is_a_json_404(api, db):
@@ -131,7 +133,7 @@ def test_form_encoded_step_other_than_one_is_refused(api, global_counter):
     assert response.json()["error"] == (
         "Anonymous clients may only increment by exactly 1."
     )
-    assert Counter.objects.get(name="global").value == 0
+    assert stored_value() == 0
 
 
 def test_api_take_records_the_client_address(api, global_counter):
@@ -152,7 +154,7 @@ def test_a_step_that_is_not_the_json_integer_one_is_refused(api, global_counter,
     assert response.json()["error"] == (
         "Anonymous clients may only increment by exactly 1."
     )
-    assert Counter.objects.get(name="global").value == 0
+    assert stored_value() == 0
 
 
 @pytest.mark.parametrize("by", ["1", "+1", "01"])
@@ -165,7 +167,7 @@ def test_a_form_step_is_a_sign_and_ascii_digits(api, global_counter, by):
 def test_a_form_step_of_other_text_is_refused(api, global_counter, by):
     response = api.post("/api/counters/global/increment/", {"by": by})
     assert response.status_code == 400
-    assert Counter.objects.get(name="global").value == 0
+    assert stored_value() == 0
 
 
 def test_a_repeated_form_step_is_refused(api, global_counter):
@@ -173,7 +175,7 @@ def test_a_repeated_form_step_is_refused(api, global_counter):
                         content_type="application/x-www-form-urlencoded")  # fmt: skip
     assert response.status_code == 400
     assert response.json()["error"] == 'Send "by" once, as in by=1.'
-    assert Counter.objects.get(name="global").value == 0
+    assert stored_value() == 0
 
 
 def test_a_take_past_the_largest_value_is_a_400(api, global_counter):
@@ -181,7 +183,7 @@ def test_a_take_past_the_largest_value_is_a_400(api, global_counter):
     response = api.post("/api/counters/global/increment/")
     assert response.status_code == 400
     assert "would leave the signed 64-bit range" in response.json()["error"]
-    assert Counter.objects.get(name="global").value == INT64_MAX
+    assert stored_value() == INT64_MAX
 
 
 def test_an_error_status_follows_the_class_hierarchy():

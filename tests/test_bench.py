@@ -4,8 +4,9 @@ import shutil
 import subprocess
 import sys
 
+from counterproject.testing.servers import ROOT
+
 from .conftest import unavailable
-from .servers import ROOT
 
 KINDS = ("gthread × 4 threads", "gthread × 16 threads", "gevent", "ASGI")
 

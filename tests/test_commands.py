@@ -14,10 +14,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+from counterproject.testing.servers import project_command
 from counters.models import GLOBAL, INT64_MAX, INT64_MIN, Counter, CounterEvent
 
-from .conftest import database_url
-from .servers import ROOT
+from .conftest import database_env, manage_on_test_database, stored_value
 
 pytestmark = pytest.mark.django_db
 
@@ -100,7 +100,7 @@ def test_incr_prints_the_new_value_alone(tickets):
     assert counter("incr", "tickets") == "11\n"
     assert counter("incr", "tickets", "--by", "5") == "16\n"
     assert counter("incr", "tickets", "--by", "+4") == "20\n"
-    assert Counter.objects.get(name="tickets").value == 20
+    assert stored_value("tickets") == 20
     assert audit() == [
         ("increment", 10, 11, "cli", SHELL_ACTOR),
         ("increment", 11, 16, "cli", SHELL_ACTOR),
@@ -124,7 +124,7 @@ def test_a_negative_step_is_refused_and_names_the_other_action(
 def test_decr_prints_the_new_value_alone(tickets):
     assert counter("decr", "tickets") == "9\n"
     assert counter("decr", "tickets", "--by", "20") == "-11\n"
-    assert Counter.objects.get(name="tickets").value == -11
+    assert stored_value("tickets") == -11
     assert audit() == [
         ("decrement", 10, 9, "cli", SHELL_ACTOR),
         ("decrement", 9, -11, "cli", SHELL_ACTOR),
@@ -134,13 +134,13 @@ def test_decr_prints_the_new_value_alone(tickets):
 @pytest.mark.parametrize("value", [-42, 0, INT64_MIN, INT64_MAX])
 def test_set_prints_the_value(tickets, value):
     assert counter("set", "tickets", str(value)) == f"{value}\n"
-    assert Counter.objects.get(name="tickets").value == value
+    assert stored_value("tickets") == value
     assert audit() == [("set", 10, value, "cli", SHELL_ACTOR)]
 
 
 def test_reset_prints_zero(tickets):
     assert counter("reset", "tickets") == "0\n"
-    assert Counter.objects.get(name="tickets").value == 0
+    assert stored_value("tickets") == 0
     assert audit() == [("reset", 10, 0, "cli", SHELL_ACTOR)]
 
 
@@ -443,24 +443,9 @@ def test_history_limit_must_be_positive(tickets, limit):
 # --- From a shell: exit codes, one line on stderr, no traceback -------------
 
 
-def manage(*args: str, **popen) -> subprocess.CompletedProcess:
+def manage(*args: str, **options) -> subprocess.CompletedProcess:
     """Run ``manage.py counter *args`` as an operator does, on the test database."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"DEBUG", "SECRET_KEY", "DATABASE_URL", "REDIS_URL"}
-    }
-    env |= {"DATABASE_URL": database_url(), "SECRET_KEY": "insecure-key-for-tests"}
-    popen.setdefault("stdin", subprocess.DEVNULL)
-    return subprocess.run(
-        [sys.executable, "manage.py", "counter", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        **popen,
-    )
+    return manage_on_test_database("counter", *args, timeout=60, **options)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -473,7 +458,7 @@ def test_shell_incr_prints_the_new_value_alone(tickets):
         f"INFO counters.services counter tickets increment: 10 -> 13 by "
         f"{SHELL_ACTOR} via cli"
     )
-    assert Counter.objects.get(name="tickets").value == 13
+    assert stored_value("tickets") == 13
     assert audit() == [("increment", 10, 13, "cli", SHELL_ACTOR)]
 
 
@@ -552,25 +537,8 @@ DJANGO_ADMIN = os.path.join(os.path.dirname(sys.executable), "django-admin")
 def test_logs_never_share_stdout_with_the_value(tickets, program):
     # Before #12 the log stream was chosen by the program's name: only
     # manage.py kept the log line off stdout.
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"DEBUG", "SECRET_KEY", "DATABASE_URL", "REDIS_URL"}
-    }
-    env |= {
-        "DATABASE_URL": database_url(),
-        "SECRET_KEY": "insecure-key-for-tests",
-        "DJANGO_SETTINGS_MODULE": "counterproject.settings",
-    }
-    result = subprocess.run(
-        [*program, "counter", "incr", "tickets"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    env = {**database_env(), "DJANGO_SETTINGS_MODULE": "counterproject.settings"}
+    result = project_command([*program, "counter", "incr", "tickets"], env, timeout=60)
     assert (result.returncode, result.stdout) == (0, "11\n"), result.stderr
     assert "counter tickets increment: 10 -> 11" in result.stderr
 

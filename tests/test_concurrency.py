@@ -2,25 +2,27 @@
 Many takers at once, through real threads, processes and gunicorn workers.
 
 Every test asserts order-free facts: the numbers handed out, sorted, are
-exactly 1..N, and the stored value is N.
+exactly 1..N, and the stored value is N. The in-process tests run on both
+databases (``--database``); on SQLite the threads and processes share one
+file, each with its own connection and real transactions.
 """
 
 import multiprocessing
-import os
-import subprocess
-import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
 from django.db import connection
 
-from counters.models import Counter
-from counters.services import counter_take
+from counterproject.testing.servers import migrate
+from counters.actors import Actor
+from counters.exceptions import OutOfRange
+from counters.models import GLOBAL, INT64_MAX, Counter, CounterEvent, Source
+from counters.services import counter_set, counter_take
 
-from .conftest import database_url
-from .servers import ROOT, migrate
+from .conftest import database_url, stored_value
 from .takers import take_in_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,12 +32,22 @@ PROCESSES = 4
 HTTP_REQUESTS = 200
 
 
-def test_suite_database_is_postgresql(postgres):
+def test_the_suite_database_is_the_one_the_session_chose(request):
+    if request.config.getoption("database") == "sqlite":
+        # The embedded default: a file in WAL mode, writers serialized at BEGIN.
+        assert connection.vendor == "sqlite"
+        assert Path(connection.settings_dict["NAME"]).is_file()
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA journal_mode")
+            assert cursor.fetchone()[0] == "wal"
+        assert connection.transaction_mode == "IMMEDIATE"
+        return
+    postgres = request.getfixturevalue("postgres")
     assert connection.vendor == "postgresql"
     assert connection.settings_dict["PORT"] == postgres.port
 
 
-def test_concurrent_takes_get_each_number_once(postgres):
+def test_concurrent_takes_get_each_number_once():
     Counter.objects.create(name="race", public=True)
     start = threading.Barrier(TAKERS, timeout=30)
 
@@ -50,10 +62,10 @@ def test_concurrent_takes_get_each_number_once(postgres):
         numbers = list(pool.map(take, range(TAKERS)))
 
     assert sorted(numbers) == list(range(1, TAKERS + 1))
-    assert Counter.objects.get(name="race").value == TAKERS
+    assert stored_value("race") == TAKERS
 
 
-def test_takes_from_several_processes_get_each_number_once(postgres):
+def test_takes_from_several_processes_get_each_number_once():
     Counter.objects.create(name="race", public=True)
     context = multiprocessing.get_context("spawn")
     per_process = TAKERS // PROCESSES
@@ -71,7 +83,7 @@ def test_takes_from_several_processes_get_each_number_once(postgres):
     assert all(len(numbers) == per_process for numbers in results)
     numbers = [n for result in results for n in result]
     assert sorted(numbers) == list(range(1, TAKERS + 1))
-    assert Counter.objects.get(name="race").value == TAKERS
+    assert stored_value("race") == TAKERS
 
 
 def post_concurrently(url: str, count: int) -> list[requests.Response]:
@@ -103,56 +115,31 @@ def test_gunicorn_workers_hand_out_each_number_once_on_postgresql(
     assert_each_number_once_over_http(served_postgres)
 
 
-def sqlite_env(tmp_path) -> dict[str, str]:
-    """Return the environment of a migrated SQLite database in ``tmp_path``."""
+def test_gunicorn_workers_hand_out_each_number_once_on_sqlite(tmp_path, serve):
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     migrate(url)
-    return {**os.environ, "DATABASE_URL": url, "DEBUG": "0"}
-
-
-def test_gunicorn_workers_hand_out_each_number_once_on_sqlite(tmp_path, serve):
-    env = sqlite_env(tmp_path)
-    with serve({"DATABASE_URL": env["DATABASE_URL"], "DEBUG": "0"}) as base_url:
+    with serve({"DATABASE_URL": url, "DEBUG": "0"}) as base_url:
         assert_each_number_once_over_http(base_url)
 
 
-SQLITE_TAKES = """
-from counters.actors import Actor
-from counters.exceptions import OutOfRange
-from counters.models import INT64_MAX, CounterEvent, Source
-from counters.services import counter_set, counter_take
-
-client = Actor(Source.API, "ip:192.0.2.1")
-print([counter_take("global", actor=client, public_only=True) for _ in range(3)])
-takes = CounterEvent.objects.filter(action="take").order_by("id")
-print(list(takes.values_list("old_value", "new_value", "actor")))
-counter_set("global", INT64_MAX - 1)
-print(counter_take("global", actor=client))
-try:
-    counter_take("global", actor=client)
-except OutOfRange as exc:
-    print(exc)
-print(takes.count())
-"""
-
-
-def test_takes_on_sqlite_are_numbered_recorded_and_bounded(tmp_path):
-    # SQLite runs its own statements (no FOR UPDATE, no data-modifying WITH).
-    env = sqlite_env(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "--no-imports", "-c", SQLITE_TAKES],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
-        "[1, 2, 3]",
-        "[(0, 1, 'ip:192.0.2.1'), (1, 2, 'ip:192.0.2.1'), (2, 3, 'ip:192.0.2.1')]",
-        str(2**63 - 1),
-        f"Counter 'global' is at {2**63 - 1}; adding 1 would leave the signed "
-        "64-bit range.",
-        "4",
+def test_takes_are_numbered_recorded_and_bounded(global_counter):
+    # One ORM code path on both databases: the row lock (SELECT … FOR UPDATE,
+    # or SQLite's BEGIN IMMEDIATE), UPDATE … RETURNING and one INSERT.
+    client = Actor(Source.API, "ip:192.0.2.1")
+    taken = [counter_take(GLOBAL, actor=client, public_only=True) for _ in range(3)]
+    assert taken == [1, 2, 3]
+    takes = CounterEvent.objects.filter(action="take").order_by("id")
+    assert list(takes.values_list("old_value", "new_value", "actor")) == [
+        (0, 1, "ip:192.0.2.1"),
+        (1, 2, "ip:192.0.2.1"),
+        (2, 3, "ip:192.0.2.1"),
     ]
+    counter_set(GLOBAL, INT64_MAX - 1)
+    assert counter_take(GLOBAL, actor=client) == 2**63 - 1
+    with pytest.raises(OutOfRange) as excinfo:
+        counter_take(GLOBAL, actor=client)
+    assert str(excinfo.value) == (
+        f"Counter 'global' is at {2**63 - 1}; adding 1 would leave the signed "
+        "64-bit range."
+    )
+    assert takes.count() == 4

@@ -34,9 +34,12 @@ from hypothesis import strategies as st
 from counters.models import GLOBAL, INT64_MAX, INT64_MIN, Counter, CounterEvent
 from counters.sessions import SessionStore
 
+from .conftest import examples
+
 pytestmark = pytest.mark.django_db
 
-# Bounded: about 2,700 examples in all, under two minutes on two cores.
+# Bounded: about 2,700 examples in all on PostgreSQL, under two minutes on
+# two cores, and a quarter of them again on SQLite (tests/conftest.py).
 generated = settings(
     deadline=None,  # a request's time varies with the machine; none is asserted
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -180,7 +183,7 @@ API_PATHS = [
 ]
 
 
-@settings(generated, max_examples=700)
+@settings(generated, max_examples=examples(700))
 @given(
     path=st.sampled_from(API_PATHS),
     body=bodies,
@@ -230,7 +233,7 @@ def step_sent(body: bytes, content_type: str) -> object:
     return 1 if not body else None
 
 
-@settings(generated, max_examples=300)
+@settings(generated, max_examples=examples(300))
 @given(name=counter_names, take=st.booleans(), global_value=global_values)
 def test_any_counter_name_in_an_api_url_gets_a_clear_answer(
     db, name, take, global_value
@@ -247,7 +250,7 @@ def test_any_counter_name_in_an_api_url_gets_a_clear_answer(
 PAGES = ["/take/", "/me/increment/", "/me/decrement/", "/me/reset/"]
 
 
-@settings(generated, max_examples=300)
+@settings(generated, max_examples=examples(300))
 @given(
     path=st.sampled_from(PAGES),
     body=bodies,
@@ -278,7 +281,7 @@ def test_any_page_post_ends_in_a_redirect_and_a_refusal_changes_nothing(
     assert stored == (session_value or 0)
 
 
-@settings(generated, max_examples=100)
+@settings(generated, max_examples=examples(100))
 @given(path=st.sampled_from(["/", "/me/"]), global_value=global_values)
 def test_every_page_answers(db, path, global_value):
     prepare_counters(global_value, public=True)
@@ -299,7 +302,7 @@ arguments = st.lists(
 )
 
 
-@settings(generated, max_examples=800)
+@settings(generated, max_examples=examples(800))
 @given(args=arguments, command=st.sampled_from(WORDS[:9]))
 def test_any_command_line_gets_a_clear_answer(db, monkeypatch, args, command):
     Counter.objects.get_or_create(name="tickets", defaults={"value": 10})
@@ -333,7 +336,7 @@ def form(**fields) -> dict:
     return {key: value for key, value in fields.items() if value is not None}
 
 
-@settings(generated, max_examples=250)
+@settings(generated, max_examples=examples(250))
 @given(name=counter_names, public=checkbox, audit_takes=checkbox)
 def test_any_admin_add_form_gets_a_clear_answer(
     admin_client, name, public, audit_takes
@@ -351,7 +354,7 @@ def test_any_admin_add_form_gets_a_clear_answer(
     assert snapshot()[:2] == before[:2]
 
 
-@settings(generated, max_examples=350)
+@settings(generated, max_examples=examples(350))
 @given(
     operation=st.one_of(
         st.sampled_from(["set", "increment", "decrement", "reset"]),

@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-import sys
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -15,8 +14,7 @@ from counters.management.commands.loadtest import (
     realtime_violations,
 )
 
-from .conftest import database_url
-from .servers import ROOT
+from .conftest import database_url, manage_on_test_database
 
 
 def summary_of(numbers, requests=None, errors=None):
@@ -109,26 +107,11 @@ def test_naive_endpoint_is_a_404_unless_the_demo_is_on(settings):
 
 
 def loadtest(base_url: str, path: str, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "loadtest",
-            "--json",
-            "--url",
-            f"{base_url}{path}",
-            "--clients",
-            "20",
-            "--requests",
-            "400",
-            "--max-seconds",
-            "120",
-            *extra,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
+    return manage_on_test_database(
+        "loadtest",
+        "--json",
+        *("--url", f"{base_url}{path}", "--clients", "20", "--requests", "400"),
+        *("--max-seconds", "120", *extra),
     )
 
 

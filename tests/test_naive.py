@@ -11,7 +11,6 @@ empty), the numbers are asserted exactly.
 import asyncio
 import json
 import subprocess
-import sys
 from collections import Counter as Tally
 
 import pytest
@@ -19,8 +18,7 @@ from django.test import Client
 
 from counters.management.commands.loadtest import Results, run_load
 
-from .conftest import database_url
-from .servers import ROOT
+from .conftest import database_url, manage_on_test_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,20 +37,12 @@ DEMOS = [
 
 def loadtest(*urls: str, extra=()) -> tuple[subprocess.CompletedProcess, dict]:
     """Run ``manage.py loadtest --json`` (bounded); return it and its report."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "loadtest",
-            "--json",
-            *(arg for url in urls for arg in ("--url", url)),
-            *("--clients", str(CLIENTS), "--requests", str(REQUESTS)),
-            *("--max-seconds", "120", *extra),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
+    result = manage_on_test_database(
+        "loadtest",
+        "--json",
+        *(arg for url in urls for arg in ("--url", url)),
+        *("--clients", str(CLIENTS), "--requests", str(REQUESTS)),
+        *("--max-seconds", "120", *extra),
     )
     assert "Traceback" not in result.stderr, result.stderr
     return result, json.loads(result.stdout)
@@ -217,12 +207,10 @@ def test_same_session_shows_the_per_user_counter_keep_every_update(
         result, report = loadtest(
             f"{base_url}/api/me/increment/", extra=["--same-session"]
         )
-        sessionless = subprocess.run(
-            [sys.executable, "manage.py", "loadtest", "--same-session", "--url"]
-            + [f"{base_url}/api/counters/global/increment/"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
+        sessionless = manage_on_test_database(
+            "loadtest",
+            "--same-session",
+            *("--url", f"{base_url}/api/counters/global/increment/"),
             timeout=60,
         )
 

@@ -17,10 +17,10 @@ import requests
 from django.test import Client
 
 from counterproject.settings import redis_cache
+from counterproject.testing.servers import ROOT, PostgresCluster, migrate
+from counterproject.testing.visitors import Visitor, all_at_once
 
-from .conftest import database_url, started
-from .httpclient import Visitor, all_at_once
-from .servers import ROOT, PostgresCluster, migrate
+from .conftest import database_url, manage_on_test_database, started
 from .test_settings import run, shell_output
 
 README = (ROOT / "README.md").read_text()
@@ -210,15 +210,7 @@ def test_static_files_are_hashed_and_compressed_under_gunicorn(
 def own_postgres(tmp_path):
     """Start a cluster of the test's own, migrated, that it may stop."""
     cluster = started(PostgresCluster(max_connections=100), "PostgreSQL")
-    subprocess.run(
-        [
-            str(cluster.bindir / "createdb"),
-            *cluster.client_args(),
-            "counters",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cluster.create_database("counters")
     migrate(cluster.url("counters"))
     return cluster
 
@@ -330,22 +322,8 @@ def test_a_killed_worker_loses_no_number_and_is_replaced(
 
     numbers.append(after_kill)
     assert len(numbers) == len(set(numbers)), "a number was handed out twice"
-    history = subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "counter",
-            "history",
-            "global",
-            "--json",
-            "--limit",
-            "100000",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": database_url()},
-        capture_output=True,
-        text=True,
-        check=True,
+    history = manage_on_test_database(
+        "counter", "history", "global", "--json", "--limit", "100000", check=True
     )
     recorded = sorted(entry["new_value"] for entry in json.loads(history.stdout))
     final = max(recorded)

@@ -33,6 +33,8 @@ from counters.services import (
     counter_take,
 )
 
+from .conftest import stored_value
+
 # Each test runs inside a transaction (db) and in autocommit
 # (transactional_db): the services must behave the same in both.
 pytestmark = pytest.mark.parametrize(
@@ -53,13 +55,9 @@ def test_runs_in_the_mode_it_names(database):
     assert connection.in_atomic_block is (database == "db")
 
 
-def value_of(name: str) -> int:
-    return Counter.objects.get(name=name).value
-
-
 def test_take_returns_consecutive_numbers(counter):
     assert [counter_take("tickets") for _ in range(3)] == [11, 12, 13]
-    assert value_of("tickets") == 13
+    assert stored_value("tickets") == 13
 
 
 def test_increment_and_decrement_by_a_step(counter):
@@ -67,7 +65,7 @@ def test_increment_and_decrement_by_a_step(counter):
     assert counter_decrement("tickets", by=3) == 12
     assert counter_decrement("tickets", by=2) == 10
     assert counter_decrement("tickets") == 9
-    assert value_of("tickets") == 9
+    assert stored_value("tickets") == 9
 
 
 @pytest.mark.parametrize(
@@ -80,21 +78,21 @@ def test_increment_and_decrement_by_a_step(counter):
 def test_a_negative_step_is_refused_with_what_to_use(counter, service, message):
     with pytest.raises(InvalidStep, match=message):
         service("tickets", by=-5, actor=SHELL)
-    assert value_of("tickets") == 10
+    assert stored_value("tickets") == 10
     assert not CounterEvent.objects.exists()
 
 
 def test_a_step_outside_64_bits_is_refused(counter):
     with pytest.raises(OutOfRange, match="The step 9223372036854775808 is outside"):
         counter_increment("tickets", by=INT64_MAX + 1)
-    assert value_of("tickets") == 10
+    assert stored_value("tickets") == 10
 
 
 def test_set_and_reset(counter):
     assert counter_set("tickets", -42) == -42
-    assert value_of("tickets") == -42
+    assert stored_value("tickets") == -42
     assert counter_reset("tickets") == 0
-    assert value_of("tickets") == 0
+    assert stored_value("tickets") == 0
 
 
 def test_change_updates_the_timestamp(counter):
@@ -115,38 +113,38 @@ def test_step_must_be_a_non_zero_integer(counter, step):
         counter_increment("tickets", by=step)
     with pytest.raises(InvalidStep, match="The step must be a positive integer"):
         counter_decrement("tickets", by=step)
-    assert value_of("tickets") == 10
+    assert stored_value("tickets") == 10
 
 
 def test_result_outside_64_bits_is_refused_and_changes_nothing(counter):
     counter_set("tickets", INT64_MAX)
     with pytest.raises(OutOfRange, match="would leave the signed 64-bit range"):
         counter_take("tickets")
-    assert value_of("tickets") == INT64_MAX
+    assert stored_value("tickets") == INT64_MAX
     counter_set("tickets", INT64_MIN)
     with pytest.raises(OutOfRange, match="would leave the signed 64-bit range"):
         counter_decrement("tickets")
-    assert value_of("tickets") == INT64_MIN
+    assert stored_value("tickets") == INT64_MIN
 
 
 @pytest.mark.parametrize("value", [INT64_MAX + 1, INT64_MIN - 1])
 def test_set_outside_64_bits_is_refused(counter, value):
     with pytest.raises(OutOfRange, match="outside the signed 64-bit range"):
         counter_set("tickets", value)
-    assert value_of("tickets") == 10
+    assert stored_value("tickets") == 10
 
 
 @pytest.mark.parametrize("value", ["5", 5.0, True, None])
 def test_set_needs_an_integer(counter, value):
     with pytest.raises(InvalidValue, match="The value must be an integer"):
         counter_set("tickets", value)
-    assert value_of("tickets") == 10
+    assert stored_value("tickets") == 10
 
 
 def test_public_only_take_refuses_a_private_counter(counter):
     with pytest.raises(CounterNotPublic, match="'tickets' is not public"):
         counter_take("tickets", public_only=True)
-    assert value_of("tickets") == 10
+    assert stored_value("tickets") == 10
     Counter.objects.filter(name="tickets").update(public=True)
     assert counter_take("tickets", public_only=True) == 11
 
@@ -217,6 +215,7 @@ def events_inserted_in_this_transaction() -> int:
         return cursor.fetchone()[0]
 
 
+@pytest.mark.postgresql  # PostgreSQL's per-transaction statistics
 def test_an_unrecorded_take_does_no_extra_write(counter):
     with transaction.atomic():
         before = events_inserted_in_this_transaction()
@@ -227,6 +226,7 @@ def test_an_unrecorded_take_does_no_extra_write(counter):
         assert events_inserted_in_this_transaction() == before + 1
 
 
+@pytest.mark.postgresql  # SELECT … FOR UPDATE, which SQLite has not
 def test_a_take_locks_raises_and_records_with_no_extra_query(counter):
     Counter.objects.filter(name="tickets").update(audit_takes=True)
     with CaptureQueriesContext(connection) as queries:

@@ -4,14 +4,17 @@ import pytest
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.models import Session
 from django.core.cache import cache
+from django.db import connection, transaction
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from counters.exceptions import InvalidStep, OutOfRange
 from counters.models import INT64_MAX
 from counters.services import session_counter_increment
 from counters.sessions import COUNTER_KEY, SessionStore
 
-pytestmark = pytest.mark.django_db
+# Transactional: the engine writes the cache only once the database commits.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
@@ -230,6 +233,50 @@ def test_a_stale_cache_cannot_log_a_deleted_session_back_in(redis_cache_settings
     reloaded = SessionStore(key)
     assert reloaded.load() == {}
     assert reloaded.session_key is None
+    # The stale copy is gone too, not found again on every request.
+    assert cache.get(f"session:{key}") is None
+
+
+class Boom(Exception):
+    pass
+
+
+def test_the_cache_never_holds_a_session_that_was_rolled_back(redis_cache_settings):
+    store = SessionStore()
+    with pytest.raises(Boom), transaction.atomic():
+        store.create()
+        created = store.session_key
+        raise Boom
+    assert cache.get(f"session:{created}") is None
+
+    session_counter_increment(store, by=3)
+    old = store.session_key
+    assert cache.get(f"session:{old}")[COUNTER_KEY] == 3
+    with pytest.raises(Boom), transaction.atomic():
+        store.cycle_key()
+        new = store.session_key
+        store.delete(new)
+        raise Boom
+    # Neither the new key nor the deletes reached the cache.
+    assert cache.get(f"session:{new}") is None
+    assert cache.get(f"session:{old}")[COUNTER_KEY] == 3
+    assert SessionStore(old).counter_value() == 3
+
+
+def test_an_increment_reads_the_session_once(redis_cache_settings):
+    store = SessionStore()
+    session_counter_increment(store)
+    request = SessionStore(store.session_key)
+    redis = redis_cache_settings.client()
+    redis.config_resetstat()
+    with CaptureQueriesContext(connection) as queries:
+        assert session_counter_increment(request) == 2
+    # The locked read of the row, and no second read of the whole session
+    # after the write: neither from the database nor from the cache.
+    assert len([q for q in queries if q["sql"].startswith("SELECT")]) == 1
+    assert "cmdstat_get" not in redis.info("commandstats")
+    assert request[COUNTER_KEY] == 2
+    assert request.accessed and not request.modified
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,11 @@ import pytest
 from django.core.cache import cache
 
 from counterproject.settings import redis_cache
+from counterproject.testing.servers import migrate
+from counterproject.testing.visitors import Visitor, all_at_once
 from counters.sessions import COUNTER_KEY
 
 from .conftest import database_url
-from .httpclient import Visitor, all_at_once
-from .servers import migrate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -93,6 +93,16 @@ class Traffic(threading.Thread):
             if taken.status_code == 200:
                 self.numbers.append(taken.json()["value"])
 
+    def answered(self, more: int, *, seconds: float = 30) -> int:
+        """Wait until ``more`` further requests are answered; return the count then."""
+        target = len(self.statuses) + more
+        deadline = time.monotonic() + seconds
+        while len(self.statuses) < target and self.is_alive():
+            if time.monotonic() > deadline:
+                pytest.fail(f"{more} requests were not answered within {seconds} s")
+            time.sleep(0.05)
+        return len(self.statuses)
+
 
 def test_redis_outage_mid_traffic_loses_nothing(
     postgres, redis_outage_server, global_counter, serve, settings
@@ -105,16 +115,21 @@ def test_redis_outage_mid_traffic_loses_nothing(
         visitor.post("/api/me/increment/")
         traffic = Traffic(visitor)
         traffic.start()
-        time.sleep(1)
+        traffic.answered(10)
         redis.stop()
-        time.sleep(3)
-        during = len(traffic.statuses)
+        # One request may have been in flight when Redis stopped (and one
+        # when it came back): the outage's own are those sent after it began
+        # and answered before it ended.
+        outage_began = len(traffic.statuses) + 1
+        outage_ended = traffic.answered(20 + 1)
         redis.start()
-        time.sleep(3)
+        traffic.answered(10)
         traffic.stop.set()
         traffic.join(timeout=30)
 
-        assert during > 10, "traffic went on while Redis was down"
+        during = traffic.statuses[outage_began:outage_ended]
+        assert len(during) > 10, "traffic went on while Redis was down"
+        assert set(during) == {200}, "a request failed while Redis was down"
         assert set(traffic.statuses) == {200}
         assert visitor.value() == 1 + traffic.mine_ok
         assert sorted(traffic.numbers) == list(range(1, len(traffic.numbers) + 1))

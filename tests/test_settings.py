@@ -1,6 +1,5 @@
 """Configuration from the environment, as an operator meets it."""
 
-import os
 import subprocess
 import sys
 
@@ -8,33 +7,18 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from counterproject.settings import BASE_DIR, database_from_url
-
-from .servers import ROOT
+from counterproject.testing.servers import manage, project_command
 
 
 def run(args: list[str], **env: str) -> subprocess.CompletedProcess:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if k
-        not in {"SECRET_KEY", "DEBUG", "DATABASE_URL", "ALLOWED_HOSTS", "REDIS_URL"}
-    }
-    return subprocess.run(
-        args,
-        cwd=ROOT,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    """Run ``args`` with only the settings ``env``, as an operator's shell does."""
+    return project_command(args, env, timeout=60)
 
 
 def shell_output(code: str, **env: str) -> str:
     """Run ``code`` in ``manage.py shell`` (DEBUG=1 unless given); return stdout."""
-    result = run(
-        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
-        **{"DEBUG": "1", **env},
-    )
+    env = {"DEBUG": "1", **env}
+    result = manage("shell", "--no-imports", "-c", code, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -3,11 +3,9 @@ from django.test import Client
 
 from counters.models import INT64_MAX, Counter, CounterEvent
 
+from .conftest import stored_value
+
 pytestmark = pytest.mark.django_db
-
-
-def global_value() -> int:
-    return Counter.objects.get(name="global").value
 
 
 def test_home_shows_the_value_and_a_take_form(client, global_counter):
@@ -25,7 +23,7 @@ def test_take_redirects_and_flashes_the_number_once(client, global_counter):
     response = client.post("/take/")
     assert response.status_code == 302
     assert response["Location"] == "/"
-    assert global_value() == 1
+    assert stored_value() == 1
 
     page = client.get("/").content.decode()
     assert "Your number is 1" in page
@@ -33,7 +31,7 @@ def test_take_redirects_and_flashes_the_number_once(client, global_counter):
     reload = client.get("/").content.decode()
     assert "Your number is" not in reload
     assert 'data-testid="value">1<' in reload
-    assert global_value() == 1
+    assert stored_value() == 1
 
 
 def test_reload_shows_no_second_flash(client, global_counter):
@@ -54,18 +52,18 @@ def test_two_visitors_get_their_own_numbers(global_counter):
 def test_get_never_takes_a_number(client, global_counter):
     assert client.get("/take/").status_code == 405
     client.get("/")
-    assert global_value() == 0
+    assert stored_value() == 0
 
 
 def test_take_needs_the_csrf_token(global_counter):
     strict = Client(enforce_csrf_checks=True)
     assert strict.post("/take/").status_code == 403
-    assert global_value() == 0
+    assert stored_value() == 0
 
     page = strict.get("/")
     token = page.context["csrf_token"]
     assert strict.post("/take/", {"csrfmiddlewaretoken": token}).status_code == 302
-    assert global_value() == 1
+    assert stored_value() == 1
 
 
 def test_home_without_the_global_counter_is_a_404(client, db):
@@ -98,7 +96,7 @@ def test_a_take_past_the_largest_value_is_a_message_not_a_500(client, global_cou
     assert response.status_code == 302 and response["Location"] == "/"
     page = client.get("/").content.decode()
     assert "No number was taken: Counter &#x27;global&#x27; is at" in page
-    assert global_value() == INT64_MAX
+    assert stored_value() == INT64_MAX
     assert not CounterEvent.objects.exists()
 
 

@@ -14,6 +14,7 @@ import asyncio
 import bisect
 import itertools
 import json
+import statistics
 import time
 from collections import Counter as Tally
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from counters.parsing import parse_integer
 DEFAULT_URL = "http://127.0.0.1:8000/api/counters/global/increment/"
 SHOWN = 10  # duplicates and gaps listed at most
 NOT_SENT = "not sent (time limit)"
+PERCENTILES = (50, 95, 99)  # of latency, in the report
 
 
 @dataclass
@@ -42,13 +44,14 @@ class Results:
     errors: Tally = field(default_factory=Tally)
     elapsed: float = 0.0
 
-    def percentile(self, share: float) -> float:
-        """Return the latency (ms) below which ``share`` of requests fell."""
-        if not self.latencies:
-            return 0.0
-        ordered = sorted(self.latencies)
-        index = min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))
-        return ordered[index] * 1000
+    def percentiles_ms(self) -> dict[int, float]:
+        """Return the 50th, 95th and 99th latency percentiles, in ms."""
+        if len(self.latencies) < 2:
+            # statistics.quantiles() needs two points before Python 3.13.
+            only = self.latencies[0] * 1000 if self.latencies else 0.0
+            return dict.fromkeys(PERCENTILES, only)
+        cuts = statistics.quantiles(self.latencies, n=100, method="inclusive")
+        return {rank: cuts[rank - 1] * 1000 for rank in PERCENTILES}
 
     def summary(self) -> dict:
         seen = Tally(self.numbers)
@@ -56,6 +59,7 @@ class Results:
         distinct = sorted(seen)
         gaps = distinct[-1] - distinct[0] + 1 - len(distinct) if distinct else 0
         ok = len(self.numbers)
+        percentiles = self.percentiles_ms()
         # Throughput counts the requests sent: a run cut short by
         # --max-seconds did not send the rest (#12).
         sent = self.requests - self.errors[NOT_SENT]
@@ -66,9 +70,9 @@ class Results:
             "seconds": round(self.elapsed, 3),
             "sent": sent,
             "rps": round(sent / self.elapsed, 1) if self.elapsed else 0.0,
-            "p50_ms": round(self.percentile(0.50), 2),
-            "p95_ms": round(self.percentile(0.95), 2),
-            "p99_ms": round(self.percentile(0.99), 2),
+            "p50_ms": round(percentiles[50], 2),
+            "p95_ms": round(percentiles[95], 2),
+            "p99_ms": round(percentiles[99], 2),
             "max_ms": round(max(self.latencies, default=0) * 1000, 2),
             "duplicates": sum(seen[n] - 1 for n in duplicates),
             "gaps": gaps,

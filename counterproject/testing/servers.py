@@ -1,9 +1,10 @@
 """
-Throwaway servers for the test suite, on 127.0.0.1 and a free port.
+Throwaway servers on 127.0.0.1 and a free port, and the project's commands.
 
 mirakuru starts each server and waits until it answers; port_for picks the
 port. PostgreSQL refuses to run as root, so under root (as in CI) the cluster
-runs as the unprivileged ``postgres`` user.
+runs as the unprivileged ``postgres`` user. A server writes to a log file of
+its own, which this process closes once the server holds it.
 """
 
 import getpass
@@ -21,7 +22,79 @@ from pathlib import Path
 import port_for
 from mirakuru import HTTPExecutor, TCPExecutor
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
+
+# What the processes the suite starts run with: never a production secret.
+SECRET_KEY = "insecure-key-for-tests-only"
+
+# The variables the project's settings read: a process the suite starts gets
+# only those it is given, whatever the shell running the suite has set.
+SETTINGS_ENV = {
+    "SECRET_KEY",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "HTTPS",
+    "HSTS_SECONDS",
+    "HSTS_PRELOAD",
+    "COUNTERS_NAIVE_DEMO",
+}
+
+
+def project_command(
+    command: Sequence[str], env: dict[str, str], **options
+) -> subprocess.CompletedProcess:
+    """
+    Run ``command`` in the project directory with the settings ``env``.
+
+    The output is captured as text, standard input is empty and the command
+    is bounded in time; ``options`` go to ``subprocess.run``.
+    """
+    environment = {k: v for k, v in os.environ.items() if k not in SETTINGS_ENV}
+    options = {"capture_output": True, "text": True, "timeout": 180, **options}
+    if "input" not in options:
+        options.setdefault("stdin", subprocess.DEVNULL)
+    return subprocess.run(command, cwd=ROOT, env={**environment, **env}, **options)
+
+
+def manage(*args: str, env: dict[str, str], **options) -> subprocess.CompletedProcess:
+    """Run ``manage.py *args`` in a subprocess (see ``project_command``)."""
+    return project_command([sys.executable, "manage.py", *args], env, **options)
+
+
+def migrate(database_url: str, **env: str) -> None:
+    """Create the schema of the database at ``database_url`` (manage.py migrate)."""
+    env = {"SECRET_KEY": SECRET_KEY, "DATABASE_URL": database_url, **env}
+    result = manage("migrate", "--no-input", "-v0", env=env)
+    if result.returncode:
+        raise RuntimeError(f"manage.py migrate failed: {result.stderr.strip()}")
+
+
+class _LogFile:
+    """A mirakuru executor whose output goes to the file ``log``."""
+
+    def __init__(self, *args, log: Path, **kwargs) -> None:
+        super().__init__(*args, stderr=subprocess.STDOUT, **kwargs)
+        self.log = log
+
+    def start(self):
+        # The server inherits the file; this process's copy is closed as
+        # soon as the server has started, and opened again on a restart.
+        with open(self.log, "ab") as output:
+            self._stdout = output
+            try:
+                return super().start()
+            finally:
+                self._stdout = None
+
+
+class LoggedTCPExecutor(_LogFile, TCPExecutor):
+    """A server ready when its port accepts connections, logging to a file."""
+
+
+class LoggedHTTPExecutor(_LogFile, HTTPExecutor):
+    """A server ready when its URL answers, logging to a file."""
 
 
 def _pg_bindir() -> Path:
@@ -96,14 +169,12 @@ class PostgresCluster:
             *("-k", str(self.dir)),
             *(arg for setting in settings for arg in ("-c", setting)),
         ]
-        log = open(self.log, "ab")
-        self._executor = TCPExecutor(
+        self._executor = LoggedTCPExecutor(
             command,
+            log=self.log,
             host=self.host,
             port=self.port,
             timeout=60,
-            stdout=log,
-            stderr=subprocess.STDOUT,
             # SIGINT is PostgreSQL's fast shutdown: it ends open sessions.
             stop_signal=signal.SIGINT,
             popen_kwargs=self._popen,
@@ -111,6 +182,10 @@ class PostgresCluster:
         self._executor.start()
         # The port opens before recovery ends; wait until sessions are let in.
         self._run(str(self.bindir / "pg_isready"), *self.client_args(), "-t", "30")
+
+    def create_database(self, name: str) -> None:
+        """Create the database ``name`` in this cluster."""
+        self._run(str(self.bindir / "createdb"), *self.client_args(), name)
 
     def stop(self) -> None:
         if self._executor is not None and self._executor.running():
@@ -121,16 +196,6 @@ class PostgresCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def migrate(database_url: str) -> None:
-    """Create the schema of the database at ``database_url`` (manage.py migrate)."""
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": database_url},
-        check=True,
-    )
-
-
 def gunicorn(
     env: dict[str, str],
     *,
@@ -139,7 +204,7 @@ def gunicorn(
     threads: int | None = 8,
     args: Sequence[str] = (),
     ready_path: str = "/api/counters/global/",
-) -> HTTPExecutor:
+) -> LoggedHTTPExecutor:
     """
     Return a mirakuru executor serving the project with gunicorn.
 
@@ -147,11 +212,10 @@ def gunicorn(
     an application (``counterproject.asgi:application``).
     """
     port = port_for.select_random()
-    output = open(log, "ab")
     shape = ["--workers", str(workers)]
     if threads is not None:
         shape += ["--threads", str(threads)]
-    executor = HTTPExecutor(
+    executor = LoggedHTTPExecutor(
         [
             sys.executable,
             "-m",
@@ -170,8 +234,7 @@ def gunicorn(
         cwd=str(ROOT),
         envvars={**os.environ, **env},
         timeout=60,
-        stdout=output,
-        stderr=subprocess.STDOUT,
+        log=log,
     )
     executor.base_url = f"http://127.0.0.1:{port}"
     return executor
