@@ -82,7 +82,7 @@ bind = _bind("GUNICORN_BIND", "127.0.0.1:8000")
 workers = _setting("GUNICORN_WORKERS", multiprocessing.cpu_count())
 # On PostgreSQL, gevent: its greenlets wait for the database without a
 # thread each, so a worker batches the takes of every waiting request, and it
-# served the take about twice as fast as 16 threads (docs/benchmarks.md).
+# served the take faster than 16 threads in every run (docs/benchmarks.md).
 # On SQLite, threads: a call into SQLite cannot yield to other greenlets, so
 # one waiting for another process's write lock would stall its whole worker.
 # ``-k gthread``, ``-k gevent`` and ``-k asgi counterproject.asgi:application``
