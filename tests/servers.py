@@ -3,7 +3,9 @@ Throwaway servers for the test suite, on 127.0.0.1 and a free port.
 
 mirakuru starts each server and waits until it answers; port_for picks the
 port. PostgreSQL refuses to run as root, so under root (as in CI) the cluster
-runs as the unprivileged ``postgres`` user.
+runs as the unprivileged ``postgres`` user. A cluster can also be a streaming
+standby of another, made with pg_basebackup, be killed like a crashed machine
+and be promoted (#15).
 """
 
 import getpass
@@ -46,7 +48,13 @@ def _unprivileged() -> dict:
 class PostgresCluster:
     """A fresh PostgreSQL cluster with trust authentication on loopback."""
 
-    def __init__(self, *, max_connections: int = 300, durable: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int = 300,
+        durable: bool = False,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.bindir = _pg_bindir()
         self.host = "127.0.0.1"
         self.port = port_for.select_random()
@@ -56,6 +64,8 @@ class PostgresCluster:
         self.log = self.dir / "postgresql.log"
         self.max_connections = max_connections
         self.durable = durable
+        # Server settings given on the command line, over the defaults below.
+        self.settings = settings or {}
         self._popen = _unprivileged()
         if self._popen:
             os.chown(self.dir, self._popen["user"], self._popen["group"])
@@ -67,6 +77,19 @@ class PostgresCluster:
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgres://{self.user}@{self.host}:{self.port}/{dbname}"
+
+    def psql(self, sql: str, dbname: str = "postgres") -> str:
+        """Run ``sql`` with psql; return its unaligned output."""
+        result = subprocess.run(
+            [
+                str(self.bindir / "psql"), *self.client_args(), "-d", dbname,
+                "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql,
+            ],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if result.returncode:
+            raise RuntimeError(f"psql failed: {result.stderr.strip()}")
+        return result.stdout.strip()
 
     def _run(self, *args: str) -> None:
         result = subprocess.run(
@@ -85,16 +108,21 @@ class PostgresCluster:
                 "--encoding=UTF8",
                 "--no-instructions",
             )
-        settings = [f"max_connections={self.max_connections}"]
+        settings = {"max_connections": str(self.max_connections)}
         if not self.durable:
             # Tests do not test durability and skip its cost; the benchmark
             # keeps PostgreSQL's defaults, as production does.
-            settings += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
+            settings |= {
+                "fsync": "off",
+                "synchronous_commit": "off",
+                "full_page_writes": "off",
+            }
+        settings |= self.settings
         command = [
             str(self.bindir / "postgres"),
             *("-D", str(self.data), "-h", self.host, "-p", str(self.port)),
             *("-k", str(self.dir)),
-            *(arg for setting in settings for arg in ("-c", setting)),
+            *(arg for item in settings.items() for arg in ("-c", "=".join(item))),
         ]
         log = open(self.log, "ab")
         self._executor = TCPExecutor(
@@ -111,6 +139,33 @@ class PostgresCluster:
         self._executor.start()
         # The port opens before recovery ends; wait until sessions are let in.
         self._run(str(self.bindir / "pg_isready"), *self.client_args(), "-t", "30")
+
+    def clone(self, primary: "PostgresCluster") -> None:
+        """Make this cluster, not yet started, a streaming standby of ``primary``."""
+        self._run(
+            str(self.bindir / "pg_basebackup"),
+            *primary.client_args(),
+            f"--pgdata={self.data}",
+            "--wal-method=stream",
+            "--checkpoint=fast",
+            # standby.signal and primary_conninfo: start as its standby.
+            "--write-recovery-conf",
+        )
+
+    def kill(self) -> None:
+        """End the server and every one of its processes at once, as a crash."""
+        # mirakuru started the postmaster in a session of its own: SIGKILL
+        # reaches its backends and WAL senders too, with no time to send
+        # anything more.
+        if self._executor is not None:
+            self._executor.kill(sig=signal.SIGKILL)
+
+    def promote(self) -> None:
+        """Promote this standby to a primary; return once it accepts writes."""
+        self._run(
+            str(self.bindir / "pg_ctl"), "promote", f"--pgdata={self.data}",
+            "--wait", "--timeout=60",
+        )  # fmt: skip
 
     def stop(self) -> None:
         if self._executor is not None and self._executor.running():
