@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -137,8 +138,27 @@ class PostgresCluster:
             popen_kwargs=self._popen,
         )
         self._executor.start()
-        # The port opens before recovery ends; wait until sessions are let in.
-        self._run(str(self.bindir / "pg_isready"), *self.client_args(), "-t", "30")
+        self._wait_until_ready()
+
+    def _wait_until_ready(self, seconds: float = 60) -> None:
+        """Return once the server lets sessions in (polled, bounded)."""
+        # The port opens before recovery ends, and a standby lets sessions in
+        # only once it has replayed up to the end of its base backup; until
+        # then pg_isready answers at once that the server rejects them.
+        deadline = time.monotonic() + seconds
+        while True:
+            result = subprocess.run(
+                [str(self.bindir / "pg_isready"), *self.client_args(), "-t", "5"],
+                capture_output=True, text=True, **self._popen,
+            )  # fmt: skip
+            if result.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"PostgreSQL did not let sessions in within {seconds:g} s: "
+                    f"{result.stdout.strip()} (log: {self.log})"
+                )
+            time.sleep(0.1)
 
     def clone(self, primary: "PostgresCluster") -> None:
         """Make this cluster, not yet started, a streaming standby of ``primary``."""
