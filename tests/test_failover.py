@@ -138,9 +138,17 @@ class Traffic:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
+        clients = [(self._take, i) for i in range(TAKERS)]
+        clients += [(self._visit, i) for i in range(VISITORS)]
         self.threads = [
-            threading.Thread(target=self._take, args=(i,)) for i in range(TAKERS)
-        ] + [threading.Thread(target=self._visit, args=(i,)) for i in range(VISITORS)]
+            threading.Thread(target=self._client, args=client) for client in clients
+        ]
+
+    def _client(self, run, offset: int) -> None:
+        try:
+            run(offset)
+        except Exception as exc:  # noqa: BLE001 - the test fails on any of them
+            self.failures.append(f"{self.phase}: {exc!r}")
 
     def __enter__(self):
         for thread in self.threads:
