@@ -9,7 +9,7 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 \
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test bench setup check-python
+.PHONY: serve test bench bench-replication setup check-python
 
 check-python:
 	@test -n "$(PYTHON)" || { echo "Error: counterproject needs Python 3.12 or newer (Django 6.1); install one, or name it with 'make PYTHON=/path/to/python3.12 ...'." >&2; exit 1; }
@@ -46,3 +46,8 @@ test: $(VENV)/.installed-test
 # Measure the take against the database's limit; writes docs/benchmarks.md.
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run.py
+
+# Measure what a synchronous standby costs the take; writes
+# docs/benchmarks-replication.md.
+bench-replication: $(VENV)/.installed-test
+	$(BIN)/python bench/replication.py

@@ -7,7 +7,9 @@ ALLOWED_HOSTS. The same module serves both, so the tests run production code.
 """
 
 import os
+import re
 import sys
+import urllib.parse
 from pathlib import Path
 
 import dj_database_url
@@ -147,20 +149,111 @@ SUPPORTED_ENGINES = {
 POOL_OPTIONS = {"pool_size": 32, "pool_timeout": 10}
 
 
+URL_FORM = " to postgres://user:password@host:port/name or sqlite:///path"
+
+# One entry of libpq's list of hosts: a name or IPv4 address, or an IPv6
+# address in brackets, with an optional port.
+HOST_ENTRY = re.compile(
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:/?#\[\]@,]+)(?::(?P<port>\d*))?"
+)
+
+# What libpq 14 and later accept for target_session_attrs.
+SESSION_ATTRS = {
+    "any",
+    "read-write",
+    "read-only",
+    "primary",
+    "standby",
+    "prefer-standby",
+}
+
+
+def split_hosts(url: str) -> tuple[str, list[tuple[str, str]]]:
+    """
+    Return ``url`` without its list of hosts, and the list's (host, port) pairs.
+
+    libpq's URL form names several servers as ``host1:port1,host2:port2``,
+    which no URL parser takes (a port is one number). A URL with one host
+    comes back unchanged, with an empty list.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url, []  # refused below, with the URL's expected form
+    userinfo, at, hostlist = parts.netloc.rpartition("@")
+    if "," not in hostlist:
+        return url, []
+    hosts = []
+    for entry in hostlist.split(","):
+        match = HOST_ENTRY.fullmatch(entry)
+        port = match and match["port"]
+        if not match or (port and not 1 <= int(port) <= 65535):
+            missing(
+                "DATABASE_URL",
+                f" with host:port pairs separated by commas, each port from 1 to "
+                f"65535; {entry!r} is not one",
+            )
+        hosts.append((urllib.parse.unquote(match["host"].strip("[]")), port or ""))
+    # The hosts go into HOST and PORT; this stands in for them while the rest
+    # of the URL is parsed.
+    netloc = f"{userinfo}{at}hosts"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), hosts
+
+
+def check_libpq_options(config: dict) -> None:
+    """Refuse, at start-up, parameters that libpq would refuse at connect."""
+    from psycopg2 import ProgrammingError
+    from psycopg2.extensions import make_dsn, parse_dsn
+
+    options = {k: v for k, v in config["OPTIONS"].items() if k not in POOL_OPTIONS}
+    for name, value in options.items():
+        if isinstance(value, list):
+            missing("DATABASE_URL", f" with each parameter once, not {name} twice")
+    try:
+        parse_dsn(make_dsn(**options))
+    except ProgrammingError as exc:
+        problem = str(exc).strip().removeprefix("invalid dsn: ")
+        missing("DATABASE_URL", f" with parameters libpq knows ({problem})")
+    attrs = options.get("target_session_attrs", "any")
+    if attrs not in SESSION_ATTRS:
+        missing(
+            "DATABASE_URL",
+            f" with target_session_attrs one of {', '.join(sorted(SESSION_ATTRS))}, "
+            f"not {attrs!r}",
+        )
+    timeout = options.get("connect_timeout", 0)
+    if isinstance(timeout, bool) or not isinstance(timeout, int):
+        missing(
+            "DATABASE_URL", f" with connect_timeout in whole seconds, not {timeout!r}"
+        )
+
+
 def database_from_url(url: str) -> dict:
-    """Return the DATABASES entry for ``url`` (PostgreSQL or SQLite)."""
+    """
+    Return the DATABASES entry for ``url`` (PostgreSQL or SQLite).
+
+    A PostgreSQL URL may name several servers, as libpq does
+    (``postgres://u:p@h1:5432,h2:5432/name?target_session_attrs=read-write``):
+    HOST and PORT then hold the comma-separated lists libpq takes, and each
+    new connection goes to the first server that answers as asked (#15).
+    """
+    url, hosts = split_hosts(url)
     try:
         # Connections are not kept by a thread between requests: each goes
         # back to its process's pool (PostgreSQL) or is closed (SQLite).
         config = dj_database_url.parse(url, conn_max_age=0)
     except ValueError:
         config = {}
-    if config.get("ENGINE") not in SUPPORTED_ENGINES:
-        missing(
-            "DATABASE_URL",
-            " to postgres://user:password@host:port/name or sqlite:///path",
-        )
+    if config.get("ENGINE") not in SUPPORTED_ENGINES or (
+        hosts and config["ENGINE"] != "django.db.backends.postgresql"
+    ):
+        missing("DATABASE_URL", URL_FORM)
     if config["ENGINE"] == "django.db.backends.postgresql":
+        if hosts:
+            config["HOST"] = ",".join(host for host, _ in hosts)
+            # An empty entry is libpq's default port; all empty, no list.
+            ports = [port for _, port in hosts]
+            config["PORT"] = ",".join(ports) if any(ports) else ""
         # Django's backend with a bounded pool per process (#11).
         config["ENGINE"] = "counterproject.postgresql"
         config["OPTIONS"] = {
@@ -168,6 +261,7 @@ def database_from_url(url: str) -> dict:
             **POOL_OPTIONS,
             **config.get("OPTIONS", {}),
         }
+        check_libpq_options(config)
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # sqlite:///name is relative to the project, sqlite:////name absolute.
         config["NAME"] = str(BASE_DIR / config["NAME"])

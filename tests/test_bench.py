@@ -41,3 +41,32 @@ def test_benchmark_runs_end_to_end_in_smoke_mode(tmp_path):
         if unanswered != "–":
             # In flight when wrk stopped: at most one per connection.
             assert 0 <= int(unanswered) <= 500, line
+
+
+def test_replication_benchmark_runs_end_to_end_in_smoke_mode(tmp_path):
+    if shutil.which("wrk") is None:
+        unavailable("wrk is not installed (Debian's package wrk)")
+    output = tmp_path / "benchmarks-replication.md"
+    result = subprocess.run(
+        [sys.executable, "bench/replication.py", "--smoke", "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [
+        line.strip("|").split("|")
+        for line in output.read_text().splitlines()
+        if line.startswith(("| asynchronous", "| synchronous"))
+    ]
+    # Both modes of the same run, each handing out every number once with
+    # nothing but 200s.
+    assert [cells[0].strip() for cells in rows] == [
+        "asynchronous standby",
+        "synchronous standby",
+    ]
+    for cells in rows:
+        duplicates, unanswered, errors = (cell.strip() for cell in cells[5:8])
+        assert (duplicates, errors) == ("0", "0"), cells
+        assert 0 <= int(unanswered) <= 100, cells

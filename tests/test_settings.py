@@ -123,6 +123,82 @@ def test_postgres_url_takes_connections_from_a_bounded_pool(scheme):
     assert config["OPTIONS"]["pool_size"] == 32
 
 
+def test_postgres_url_names_several_servers_as_libpq_does():
+    config = database_from_url(
+        "postgres://app:pw@10.0.0.1:5432,10.0.0.2:5433,[::1]/counters"
+        "?target_session_attrs=read-write&connect_timeout=2"
+    )
+    assert config["ENGINE"] == "counterproject.postgresql"
+    assert (config["USER"], config["PASSWORD"], config["NAME"]) == (
+        "app",
+        "pw",
+        "counters",
+    )
+    # libpq's own lists: one port per host, an empty one being the default.
+    assert config["HOST"] == "10.0.0.1,10.0.0.2,::1"
+    assert config["PORT"] == "5432,5433,"
+    assert config["OPTIONS"]["target_session_attrs"] == "read-write"
+    # The URL's parameters win over the project's defaults.
+    assert config["OPTIONS"]["connect_timeout"] == 2
+    assert config["OPTIONS"]["pool_size"] == 32
+    assert "lock_timeout" in config["OPTIONS"]["options"]
+
+
+def test_several_hosts_without_ports_use_libpqs_default_port():
+    config = database_from_url("postgresql://app@db1.internal,db2.internal/counters")
+    assert (config["HOST"], config["PORT"]) == ("db1.internal,db2.internal", "")
+
+
+@pytest.mark.parametrize(
+    "url, problem",
+    [
+        (
+            "postgres://app@h1:5432,h2:fast/counters",
+            "with host:port pairs separated by commas, each port from 1 to "
+            "65535; 'h2:fast' is not one.",
+        ),
+        (
+            "postgres://app@h1:5432,h2:70000/counters",
+            "with host:port pairs separated by commas, each port from 1 to "
+            "65535; 'h2:70000' is not one.",
+        ),
+        (
+            "postgres://app@h1:5432,,h2:5432/counters",
+            "with host:port pairs separated by commas, each port from 1 to "
+            "65535; '' is not one.",
+        ),
+        (
+            "postgres://app@h1,h2/counters?target_session_attr=read-write",
+            "with parameters libpq knows (invalid connection option "
+            '"target_session_attr").',
+        ),
+        (
+            "postgres://app@h1,h2/counters?target_session_attrs=writable",
+            "with target_session_attrs one of any, prefer-standby, primary, "
+            "read-only, read-write, standby, not 'writable'.",
+        ),
+        (
+            "postgres://app@h1,h2/counters?connect_timeout=soon",
+            "with connect_timeout in whole seconds, not 'soon'.",
+        ),
+        (
+            "postgres://app@h1/counters?connect_timeout=1&connect_timeout=2",
+            "with each parameter once, not connect_timeout twice.",
+        ),
+        (
+            "mysql://app@h1:3306,h2:3306/counters",
+            "to postgres://user:password@host:port/name or sqlite:///path.",
+        ),
+    ],
+)
+def test_a_malformed_database_url_is_refused_with_one_line(url, problem):
+    result = run([sys.executable, "manage.py", "check"], DEBUG="1", DATABASE_URL=url)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"Error: Set the DATABASE_URL environment variable {problem}"
+    ]
+
+
 def test_sqlite_urls_are_absolute_with_four_slashes_and_relative_with_three():
     absolute = database_from_url("sqlite:////var/lib/counters/db.sqlite3")
     relative = database_from_url("sqlite:///data/db.sqlite3")

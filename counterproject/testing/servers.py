@@ -4,7 +4,9 @@ Throwaway servers on 127.0.0.1 and a free port, and the project's commands.
 mirakuru starts each server and waits until it answers; port_for picks the
 port. PostgreSQL refuses to run as root, so under root (as in CI) the cluster
 runs as the unprivileged ``postgres`` user. A server writes to a log file of
-its own, which this process closes once the server holds it.
+its own, which this process closes once the server holds it. A cluster can
+also be a streaming standby of another, made with pg_basebackup, be killed
+like a crashed machine and be promoted (#15).
 """
 
 import getpass
@@ -16,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -119,7 +122,13 @@ def _unprivileged() -> dict:
 class PostgresCluster:
     """A fresh PostgreSQL cluster with trust authentication on loopback."""
 
-    def __init__(self, *, max_connections: int = 300, durable: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int = 300,
+        durable: bool = False,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.bindir = _pg_bindir()
         self.host = "127.0.0.1"
         self.port = port_for.select_random()
@@ -129,6 +138,8 @@ class PostgresCluster:
         self.log = self.dir / "postgresql.log"
         self.max_connections = max_connections
         self.durable = durable
+        # Server settings given on the command line, over the defaults below.
+        self.settings = settings or {}
         self._popen = _unprivileged()
         if self._popen:
             os.chown(self.dir, self._popen["user"], self._popen["group"])
@@ -140,6 +151,19 @@ class PostgresCluster:
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgres://{self.user}@{self.host}:{self.port}/{dbname}"
+
+    def psql(self, sql: str, dbname: str = "postgres") -> str:
+        """Run ``sql`` with psql; return its unaligned output."""
+        result = subprocess.run(
+            [
+                str(self.bindir / "psql"), *self.client_args(), "-d", dbname,
+                "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql,
+            ],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if result.returncode:
+            raise RuntimeError(f"psql failed: {result.stderr.strip()}")
+        return result.stdout.strip()
 
     def _run(self, *args: str) -> None:
         result = subprocess.run(
@@ -158,16 +182,21 @@ class PostgresCluster:
                 "--encoding=UTF8",
                 "--no-instructions",
             )
-        settings = [f"max_connections={self.max_connections}"]
+        settings = {"max_connections": str(self.max_connections)}
         if not self.durable:
             # Tests do not test durability and skip its cost; the benchmark
             # keeps PostgreSQL's defaults, as production does.
-            settings += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
+            settings |= {
+                "fsync": "off",
+                "synchronous_commit": "off",
+                "full_page_writes": "off",
+            }
+        settings |= self.settings
         command = [
             str(self.bindir / "postgres"),
             *("-D", str(self.data), "-h", self.host, "-p", str(self.port)),
             *("-k", str(self.dir)),
-            *(arg for setting in settings for arg in ("-c", setting)),
+            *(arg for item in settings.items() for arg in ("-c", "=".join(item))),
         ]
         self._executor = LoggedTCPExecutor(
             command,
@@ -180,8 +209,54 @@ class PostgresCluster:
             popen_kwargs=self._popen,
         )
         self._executor.start()
-        # The port opens before recovery ends; wait until sessions are let in.
-        self._run(str(self.bindir / "pg_isready"), *self.client_args(), "-t", "30")
+        self._wait_until_ready()
+
+    def _wait_until_ready(self, seconds: float = 60) -> None:
+        """Return once the server lets sessions in (polled, bounded)."""
+        # The port opens before recovery ends, and a standby lets sessions in
+        # only once it has replayed up to the end of its base backup; until
+        # then pg_isready answers at once that the server rejects them.
+        deadline = time.monotonic() + seconds
+        while True:
+            result = subprocess.run(
+                [str(self.bindir / "pg_isready"), *self.client_args(), "-t", "5"],
+                capture_output=True, text=True, **self._popen,
+            )  # fmt: skip
+            if result.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"PostgreSQL did not let sessions in within {seconds:g} s: "
+                    f"{result.stdout.strip()} (log: {self.log})"
+                )
+            time.sleep(0.1)
+
+    def clone(self, primary: "PostgresCluster") -> None:
+        """Make this cluster, not yet started, a streaming standby of ``primary``."""
+        self._run(
+            str(self.bindir / "pg_basebackup"),
+            *primary.client_args(),
+            f"--pgdata={self.data}",
+            "--wal-method=stream",
+            "--checkpoint=fast",
+            # standby.signal and primary_conninfo: start as its standby.
+            "--write-recovery-conf",
+        )
+
+    def kill(self) -> None:
+        """End the server and every one of its processes at once, as a crash."""
+        # mirakuru started the postmaster in a session of its own: SIGKILL
+        # reaches its backends and WAL senders too, with no time to send
+        # anything more.
+        if self._executor is not None:
+            self._executor.kill(sig=signal.SIGKILL)
+
+    def promote(self) -> None:
+        """Promote this standby to a primary; return once it accepts writes."""
+        self._run(
+            str(self.bindir / "pg_ctl"), "promote", f"--pgdata={self.data}",
+            "--wait", "--timeout=60",
+        )  # fmt: skip
 
     def create_database(self, name: str) -> None:
         """Create the database ``name`` in this cluster."""
