@@ -11,19 +11,23 @@ from .conftest import unavailable
 KINDS = ("gthread × 4 threads", "gthread × 16 threads", "gevent", "ASGI")
 
 
-def test_benchmark_runs_end_to_end_in_smoke_mode(tmp_path):
+def smoke_report(script: str, output) -> str:
+    """Run ``bench/<script>`` in smoke mode and return the report it wrote."""
     if shutil.which("wrk") is None:
         unavailable("wrk is not installed (Debian's package wrk)")
-    output = tmp_path / "benchmarks.md"
     result = subprocess.run(
-        [sys.executable, "bench/run.py", "--smoke", "--output", str(output)],
+        [sys.executable, f"bench/{script}", "--smoke", "--output", str(output)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    report = output.read_text()
+    return output.read_text()
+
+
+def test_benchmark_runs_end_to_end_in_smoke_mode(tmp_path):
+    report = smoke_report("run.py", tmp_path / "benchmarks.md")
     rates, targets, checks = report.split("\n\n| worker |")[1:4]
     for kind in KINDS:
         assert f"| {kind}" in rates
@@ -44,20 +48,10 @@ def test_benchmark_runs_end_to_end_in_smoke_mode(tmp_path):
 
 
 def test_replication_benchmark_runs_end_to_end_in_smoke_mode(tmp_path):
-    if shutil.which("wrk") is None:
-        unavailable("wrk is not installed (Debian's package wrk)")
-    output = tmp_path / "benchmarks-replication.md"
-    result = subprocess.run(
-        [sys.executable, "bench/replication.py", "--smoke", "--output", str(output)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    report = smoke_report("replication.py", tmp_path / "benchmarks-replication.md")
     rows = [
         line.strip("|").split("|")
-        for line in output.read_text().splitlines()
+        for line in report.splitlines()
         if line.startswith(("| asynchronous", "| synchronous"))
     ]
     # Both modes of the same run, each handing out every number once with
