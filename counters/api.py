@@ -11,6 +11,7 @@ expects of scripts; ``GET /api/me/`` sets the CSRF cookie.
 import json
 from functools import wraps
 
+from asgiref.sync import iscoroutinefunction
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 
@@ -21,6 +22,7 @@ from .models import Source
 from .parsing import parse_integer
 from .selectors import counter_get, session_counter_get
 from .services import (
+    acounter_take,
     counter_take,
     session_counter_decrement,
     session_counter_increment,
@@ -52,27 +54,49 @@ def json_error(message: str, status: int) -> JsonResponse:
 def api_endpoint(*methods: str):
     """Limit a view to ``methods`` and answer every error with JSON."""
 
+    def refused(request):
+        if request.method in methods:
+            return None
+        response = json_error(
+            f"Method {request.method} is not allowed here; use {' or '.join(methods)}.",
+            405,
+        )
+        response["Allow"] = ", ".join(methods)
+        return response
+
     def decorator(view):
-        @wraps(view)
-        def wrapper(request, *args, **kwargs):
-            if request.method not in methods:
-                response = json_error(
-                    f"Method {request.method} is not allowed here; use "
-                    f"{' or '.join(methods)}.",
-                    405,
-                )
-                response["Allow"] = ", ".join(methods)
-                return response
-            try:
-                return view(request, *args, **kwargs)
-            except BadRequestBody as exc:
-                return json_error(str(exc), 400)
-            except CounterError as exc:
-                return json_error(str(exc), error_status(exc))
+        if iscoroutinefunction(view):
+
+            @wraps(view)
+            async def wrapper(request, *args, **kwargs):
+                if (response := refused(request)) is not None:
+                    return response
+                try:
+                    return await view(request, *args, **kwargs)
+                except (BadRequestBody, CounterError) as exc:
+                    return error_response(exc)
+
+        else:
+
+            @wraps(view)
+            def wrapper(request, *args, **kwargs):
+                if (response := refused(request)) is not None:
+                    return response
+                try:
+                    return view(request, *args, **kwargs)
+                except (BadRequestBody, CounterError) as exc:
+                    return error_response(exc)
 
         return wrapper
 
     return decorator
+
+
+def error_response(exc: Exception) -> JsonResponse:
+    """Answer a bad body with 400 and a domain error with its own status."""
+    if isinstance(exc, CounterError):
+        return json_error(str(exc), error_status(exc))
+    return json_error(str(exc), 400)
 
 
 def requested_step(request) -> object:
@@ -156,6 +180,27 @@ def counter_take_number(request, name: str):
         by=requested_step(request),
     )
     return JsonResponse({"name": name, "value": number})
+
+
+@csrf_exempt
+@api_endpoint("POST")
+async def acounter_take_number(request, name: str):
+    """
+    ``counter_take_number`` for ASGI servers, which serve it in its place.
+
+    It waits for its number in the event loop (``acounter_take``); Django
+    would run the synchronous view in a thread made for each request.
+    """
+    number = await acounter_take(
+        name,
+        actor=client_actor(request),
+        public_only=True,
+        by=requested_step(request),
+    )
+    return JsonResponse({"name": name, "value": number})
+
+
+counter_take_number.asgi_view = acounter_take_number
 
 
 # --- The visitor's own counter ----------------------------------------------

@@ -12,8 +12,13 @@ strangers for long.
 Every caller in a batch shares its fate: if the batch raises, each of them
 raises. A batch can also refuse one call alone, by returning an exception as
 that call's result.
+
+``acombine`` does the same for coroutines of one event loop (an ASGI
+worker): the callers wait in the loop, not in a thread each, and each batch
+runs in one thread of the loop's executor, as database calls must.
 """
 
+import asyncio
 import copy
 import threading
 from collections.abc import Callable, Hashable
@@ -118,3 +123,78 @@ def _run_batch(
                         del _lanes[key]
         for call in batch:  # the leader's own lock too: nobody waits on it
             call.ready.release()
+
+
+# --- In an event loop ------------------------------------------------------
+
+# (loop, key) -> the calls waiting for the next batch of that lane. A lane
+# is here while a batch of it runs, and is dropped when it runs dry.
+_async_lanes: dict[tuple[asyncio.AbstractEventLoop, Hashable], list] = {}
+# The lanes' tasks: the loop itself keeps only a weak reference to a task.
+_drains: set[asyncio.Task] = set()
+
+
+async def acombine(
+    key: Hashable, item: Any, run: Callable[[list[Any]], list[Any]]
+) -> Any:
+    """
+    ``combine`` for coroutines: return this call's share of ``run(items)``.
+
+    ``run`` is synchronous: it runs in the loop's default executor, one
+    batch at a time for each key, while the calls that arrive meanwhile wait
+    in the loop for the next batch. No caller runs strangers' batches: the
+    lane has a task of its own.
+    """
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    waiting = _async_lanes.get((loop, key))
+    if waiting is None:
+        waiting = _async_lanes[loop, key] = []
+        drain = loop.create_task(_drain(loop, key, waiting, run))
+        _drains.add(drain)
+        drain.add_done_callback(_drains.discard)
+    waiting.append((item, future))
+    return await future
+
+
+async def _drain(loop, key: Hashable, waiting: list, run) -> None:
+    """Run the lane's waiting calls as batches until none is left."""
+    try:
+        while waiting:
+            batch = waiting[:]
+            waiting.clear()
+            try:
+                results = await loop.run_in_executor(
+                    None, run, [item for item, _ in batch]
+                )
+                outcomes = list(zip(batch, results, strict=True))
+            except BaseException as exc:  # every caller in the batch shares it
+                _fail(batch, exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, future), result in outcomes:
+                if future.done():
+                    continue  # its caller went away: nobody to tell
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+    finally:
+        del _async_lanes[loop, key]
+        _fail(waiting, asyncio.CancelledError())  # only if the lane was cancelled
+
+
+def _fail(calls: list, exc: BaseException) -> None:
+    for index, (_, future) in enumerate(calls):
+        if future.done():
+            continue
+        if isinstance(exc, asyncio.CancelledError):
+            future.cancel()
+        elif index == 0:
+            future.set_exception(exc)
+        else:
+            # Each other caller raises its own copy, as with combine.
+            error = copy.copy(exc).with_traceback(None)
+            error.__cause__ = exc
+            future.set_exception(error)

@@ -26,7 +26,7 @@ from .changes import (
     counter_set,
     counters_change,
 )
-from .take import counter_take
+from .take import acounter_take, counter_take
 from .visitors import (
     session_counter_decrement,
     session_counter_increment,
@@ -34,6 +34,7 @@ from .visitors import (
 )
 
 __all__ = [
+    "acounter_take",
     "counter_configure",
     "counter_create",
     "counter_decrement",

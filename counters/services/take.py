@@ -7,10 +7,10 @@ the row lock is taken once for all of them, and each still gets its own
 number.
 """
 
-from django.db import transaction
+from django.db import close_old_connections, transaction
 
 from ..actors import Actor
-from ..combining import combine
+from ..combining import acombine, combine
 from ..exceptions import CounterError, InvalidStep, not_public
 from ..models import Action, CounterEvent
 from ..parsing import check_name, is_integer
@@ -37,9 +37,7 @@ def counter_take(
     fails, every take in it fails. Inside the caller's transaction, the take
     is part of it.
     """
-    if not is_integer(by) or by != 1:
-        raise InvalidStep("Anonymous clients may only increment by exactly 1.")
-    check_name(name)
+    check_take(name, by)
     take = (actor, public_only)
     if transaction.get_connection().in_atomic_block:
         [number] = _take_batch(name, [take])
@@ -47,6 +45,42 @@ def counter_take(
             raise number
         return number
     return combine(("take", name), take, lambda takes: _take_batch(name, takes))
+
+
+async def acounter_take(
+    name: str,
+    *,
+    actor: Actor | None = None,
+    public_only: bool = False,
+    by: object = 1,
+) -> int:
+    """
+    ``counter_take`` for a coroutine in an event loop (an ASGI view).
+
+    The takes of this event loop wait together in it, and each batch runs in
+    one thread of the loop's executor: a take costs no thread of its own.
+    """
+    check_take(name, by)
+    return await acombine(
+        ("take", name), (actor, public_only), lambda takes: _in_thread(name, takes)
+    )
+
+
+def check_take(name: str, by: object) -> None:
+    """Refuse a take's bad name or step before anything is locked."""
+    if not is_integer(by) or by != 1:
+        raise InvalidStep("Anonymous clients may only increment by exactly 1.")
+    check_name(name)
+
+
+def _in_thread(name: str, takes: list) -> list[int | CounterError]:
+    """Run a batch in an executor's thread, and let its connection go after."""
+    try:
+        return _take_batch(name, takes)
+    finally:
+        # Django closes a request's connections in the request's own thread;
+        # this one's would stay open for as long as the thread lives.
+        close_old_connections()
 
 
 def _take_batch(
