@@ -52,28 +52,36 @@ SCRIPT = ROOT / "bench" / "numbers.lua"
 
 # Worker kind: gunicorn arguments after the configuration file's defaults.
 KINDS = {
-    "gthread × 4 threads": {"threads": 4},
-    "gthread × 16 threads (default)": {"threads": 16},
-    "gevent": {"threads": None, "args": ["--worker-class", "gevent"]},
+    # gunicorn.conf.py picks gevent on PostgreSQL: gthread must be named.
+    "gthread × 4 threads": {"threads": 4, "args": ["--worker-class", "gthread"]},
+    "gthread × 16 threads": {"threads": 16, "args": ["--worker-class", "gthread"]},
+    "gevent (the default)": {"threads": None, "args": ["--worker-class", "gevent"]},
     "ASGI": {
         "threads": None,
         "args": ["--worker-class", "asgi", "counterproject.asgi:application"],
+        # Under ASGI the take is an async view, and Django runs a sync view
+        # in a thread made for each request: the no-op both ways.
+        "views": {"no-op, async": "/bench/noop-async/"},
     },
 }
 VIEWS = {
     "take": "/api/counters/global/increment/",
     "no-op": "/bench/noop/",
     "django-sequences": "/bench/sequences/",
+    # The same statements written by hand (bench/sql_take.py): what the
+    # ORM costs, measured rather than guessed.
+    "take, SQL by hand": "/bench/sql/global/increment/",
 }
+TAKES = ("take", "take, SQL by hand")  # both take numbers from "global"
 # Targets of #11, per kind: (ratio, at least).
 TARGETS = {
     "gthread × 4 threads": [("take / django-sequences", 1.0)],
-    "gthread × 16 threads (default)": [
+    "gthread × 16 threads": [
         ("take / django-sequences", 1.5),
         ("take / no-op", 0.7),
         ("take / pgbench (a)", 1.5),
     ],
-    "gevent": [
+    "gevent (the default)": [
         ("take / django-sequences", 1.5),
         ("take / no-op", 0.7),
         ("take / pgbench (a)", 1.5),
@@ -188,9 +196,9 @@ def checked(db: Database, name: str, result: dict) -> dict:
     # numbers were taken, not answered. More missing than connections would
     # be a gap.
     numbers = result.pop("numbers")
-    if name == "no-op":
+    if name.startswith("no-op"):
         result["duplicates"] = None  # it answers 0 every time
-    if name == "take":
+    if name in TAKES:
         stored = db.psql("SELECT value FROM counters_counter WHERE name = 'global'")
         result["missing"] = int(stored) - len(set(numbers))
     return result
@@ -215,16 +223,25 @@ def serve(env: dict, log: Path, *, threads=16, args=(), ready="/api/counters/glo
 def measure_kind(db: Database, env: dict, kind: dict, log: Path, args) -> dict:
     """Serve the three views with one server; load them and pgbench in turn."""
     server = serve(env, log, threads=kind["threads"], args=kind.get("args", ()))
+    # The worker class gunicorn booted, from its log: a kind that silently
+    # ran as another (the configuration's default) would mislabel a row.
+    booted = re.search(r"Using worker: (\S+)", log.read_text()).group(1)
+    if booted != kind["args"][1]:
+        server.stop()
+        sys.exit(f"Error: asked gunicorn for {kind['args'][1]}, it booted {booted}.")
+    views = {**VIEWS, **kind.get("views", {})}
     resets = {
-        "take": "UPDATE counters_counter SET value = 0 WHERE name = 'global'",
+        **dict.fromkeys(
+            TAKES, "UPDATE counters_counter SET value = 0 WHERE name = 'global'"
+        ),
         "django-sequences": "DELETE FROM sequences_sequence",
     }
-    runs: dict[str, list[dict]] = {name: [] for name in [*VIEWS, "pgbench (a)"]}
+    runs: dict[str, list[dict]] = {name: [] for name in [*views, "pgbench (a)"]}
     try:
-        for path in VIEWS.values():
+        for path in views.values():
             wrk(server.base_url + path, 1)  # warm up: connections, caches
         for _ in range(args.rounds):
-            for name, path in VIEWS.items():
+            for name, path in views.items():
                 if name in resets:
                     db.psql(resets[name])
                 result = wrk(server.base_url + path, args.seconds)
@@ -243,7 +260,7 @@ def measure_kind(db: Database, env: dict, kind: dict, log: Path, args) -> dict:
         held[MANY_CLIENTS] = db.connections()
     finally:
         server.stop()
-    return {"runs": runs, "held": held, "crowd": crowd}
+    return {"runs": runs, "held": held, "crowd": crowd, "worker": booted}
 
 
 def visitors_file(base_url: str, path: Path, count: int) -> Path:
@@ -318,7 +335,8 @@ def ratios(runs: dict[str, list[dict]]) -> dict[str, list[float]]:
         f"take / {other}": [
             t / run["rps"] for t, run in zip(take, runs[other], strict=True)
         ]
-        for other in ("no-op", "django-sequences", "pgbench (a)")
+        for other in runs
+        if other != "take"
     }
 
 
@@ -333,26 +351,40 @@ def report(results: dict, visitors: dict, sqlite: dict, version: str, args) -> s
         *(f"- {line}" for line in machine()),
         f"- {version}, fsync and synchronous_commit on (production durability)",
         f"- {WORKERS} gunicorn workers; wrk -t2 -c{CLIENTS}, {args.seconds} s a run, "
-        f"{args.rounds} round(s): take, no-op, django-sequences and pgbench (a) "
-        "in turn; medians",
+        f"{args.rounds} round(s): take, no-op, django-sequences, the take with "
+        "its SQL written by hand (bench/sql_take.py) and pgbench (a) in turn; "
+        "medians",
         "",
-        "| worker | take/s | no-op/s | django-sequences/s | pgbench (a)/s "
-        "| take / no-op | take / django-sequences | take / pgbench (a) "
+        "| worker | take/s | take, SQL by hand/s | no-op/s | django-sequences/s "
+        "| pgbench (a)/s | take / no-op | take / django-sequences "
+        "| take / pgbench (a) | take / take, SQL by hand "
         f"| connections held after {CLIENTS} / {MANY_CLIENTS} clients "
         "| wrk CPU share | steal |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- |" + " ---: |" * 12,
     ]
+    rates = ["take", "take, SQL by hand", "no-op", "django-sequences", "pgbench (a)"]
+    compared = ["no-op", "django-sequences", "pgbench (a)", "take, SQL by hand"]
     for kind, result in results.items():
         runs = result["runs"]
         every = ratios(runs)
         cells = [
-            *(f"{median(runs[name]):.0f}" for name in [*VIEWS, "pgbench (a)"]),
-            *(f"{statistics.median(values):.2f}" for values in every.values()),
+            *(f"{median(runs[name]):.0f}" for name in rates),
+            *(f"{statistics.median(every[f'take / {name}']):.2f}" for name in compared),
             f"{result['held'][CLIENTS]} / {result['held'][MANY_CLIENTS]}",
             f"{median(runs['take'], 'client_cpu'):.0%}",
             f"{median(runs['take'], 'steal'):.0%}",
         ]
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    booted = ", ".join(f"{kind}: {each['worker']}" for kind, each in results.items())
+    lines += ["", f"The worker class each server's log names: {booted}."]
+    for kind, result in results.items():
+        runs, every = result["runs"], ratios(result["runs"])
+        for name in KINDS[kind].get("views", {}):
+            lines += [
+                "",
+                f"{kind}, the {name} view: {median(runs[name]):.0f}/s; take / it: "
+                f"{statistics.median(every[f'take / {name}']):.2f}.",
+            ]
     lines += [
         "",
         "Targets (#11), on the medians:",
@@ -361,6 +393,8 @@ def report(results: dict, visitors: dict, sqlite: dict, version: str, args) -> s
         "| --- | --- | ---: | ---: | --- |",
     ]
     for kind, targets in TARGETS.items():
+        if kind not in results:
+            continue  # not measured in this run (--kinds)
         every = ratios(results[kind]["runs"])
         for name, target in targets:
             value = statistics.median(every[name])
@@ -380,15 +414,15 @@ def report(results: dict, visitors: dict, sqlite: dict, version: str, args) -> s
         "| --- | --- | ---: | ---: | --- | ---: | ---: |",
     ]
     for kind, result in results.items():
-        for name in VIEWS:
-            for run in result["runs"][name]:
+        for name, views in result["runs"].items():
+            if name == "pgbench (a)":
+                continue
+            for run in views:
                 lines.append(row(kind, f"{name}, {CLIENTS} clients", run))
         for name, run in result["crowd"].items():
             lines.append(row(kind, f"{name}, {MANY_CLIENTS} clients", run))
-    lines.append(
-        row("gthread × 16 (default), Redis", "per-user, 100 visitors", visitors)
-    )
-    lines.append(row("gthread × 16 (default), SQLite", "take", sqlite))
+    lines.append(row("default (gevent), Redis", "per-user, 100 visitors", visitors))
+    lines.append(row("default on SQLite (gthread × 16)", "take", sqlite))
     lines += [
         "",
         f"Per-user increments (100 visitors, each its own session, Redis): "

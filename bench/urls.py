@@ -4,6 +4,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from sequences import get_next_value
 
+from bench import sql_take
 from counterproject.urls import handler404  # noqa: F401
 from counterproject.urls import urlpatterns as product_urlpatterns
 
@@ -17,6 +18,13 @@ def noop(request):
 
 @csrf_exempt
 @require_POST
+async def anoop(request):
+    """The no-op as an asynchronous view: ASGI's ceiling without a thread."""
+    return JsonResponse({"value": 0})
+
+
+@csrf_exempt
+@require_POST
 def sequence(request):
     """Take a number with django-sequences, the closest peer."""
     return JsonResponse({"value": get_next_value("bench")})
@@ -24,6 +32,8 @@ def sequence(request):
 
 urlpatterns = [
     path("bench/noop/", noop),
+    path("bench/noop-async/", anoop),
     path("bench/sequences/", sequence),
+    path("bench/sql/<slug:name>/increment/", sql_take.take),
     *product_urlpatterns,
 ]
