@@ -167,8 +167,31 @@ def machine_cpu() -> list[int]:
     return [int(field) for field in Path("/proc/stat").read_text().split()[1:9]]
 
 
-def wrk(url: str, seconds: float, *, clients=CLIENTS, visitors=None) -> dict:
-    """Load ``url`` with wrk for ``seconds``; return its rate and checks."""
+def tree_cpu(pid: int) -> float:
+    """
+    Return the CPU seconds of process ``pid`` and of its children, those that
+    run (gunicorn's workers, PostgreSQL's backends) and those that ended.
+    """
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended meanwhile: its parent counts it
+        if int(stat.parent.name) == pid:
+            ticks += sum(int(field) for field in fields[11:15])  # with ended children
+        elif int(fields[1]) == pid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(
+    url: str, seconds: float, *, clients=CLIENTS, visitors=None, meters=None
+) -> dict:
+    """
+    Load ``url`` with wrk for ``seconds``; return its rate and checks, and the
+    CPU each process of ``meters`` (name: pid) spent per answer, in ms.
+    """
     with tempfile.TemporaryDirectory() as work:
         out = Path(work) / "out.txt"
         env = {"WRK_OUT": str(out)}
@@ -176,12 +199,15 @@ def wrk(url: str, seconds: float, *, clients=CLIENTS, visitors=None) -> dict:
             env["WRK_VISITORS"] = str(visitors)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_before = machine_cpu()
+        meters = meters or {}
+        spent = {name: tree_cpu(pid) for name, pid in meters.items()}
         began = time.monotonic()
         sh(
             "wrk", "-t", "2", "-c", str(clients), "-d", f"{max(1, round(seconds))}s",
             "--timeout", "30s", "-s", str(SCRIPT), url, env=env,
         )  # fmt: skip
         wall = time.monotonic() - began
+        spent = {name: tree_cpu(meters[name]) - cpu for name, cpu in spent.items()}
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = [b - a for a, b in zip(cpu_before, machine_cpu(), strict=True)]
         lines = out.read_text().split("\nnumbers\n")
@@ -203,6 +229,10 @@ def wrk(url: str, seconds: float, *, clients=CLIENTS, visitors=None) -> dict:
         "client_cpu": used / (wall * os.cpu_count()),
         "steal": cpu[7] / max(1, sum(cpu)),
         "idle": (cpu[3] + cpu[4]) / max(1, sum(cpu)),
+        "cpu_ms": {
+            name: 1000 * seconds / max(1, len(numbers))
+            for name, seconds in spent.items()
+        },
     }
 
 
@@ -246,6 +276,7 @@ def measure_kind(db: Database, env: dict, kind: dict, log: Path, args) -> dict:
         server.stop()
         sys.exit(f"Error: asked gunicorn for {kind['args'][1]}, it booted {booted}.")
     views = {**VIEWS, **kind.get("views", {})}
+    meters = {"app": server.process.pid, "PostgreSQL": db.pg.postmaster_pid()}
     resets = {
         **{
             name: f"UPDATE counters_counter SET value = 0 WHERE name = '{counter}'"
@@ -261,7 +292,7 @@ def measure_kind(db: Database, env: dict, kind: dict, log: Path, args) -> dict:
             for name, path in views.items():
                 if name in resets:
                     db.psql(resets[name])
-                result = wrk(server.base_url + path, args.seconds)
+                result = wrk(server.base_url + path, args.seconds, meters=meters)
                 checked(db, name, result)
                 runs[name].append(result)
             rate = db.pgbench(HOT_ROW, CLIENTS, args.seconds)
@@ -345,6 +376,10 @@ def median(runs: list[dict], key: str = "rps") -> float:
     return statistics.median(run[key] for run in runs)
 
 
+def median_cpu(runs: list[dict], meter: str) -> float:
+    return statistics.median(run["cpu_ms"][meter] for run in runs)
+
+
 def ratios(runs: dict[str, list[dict]]) -> dict[str, list[float]]:
     """Return each comparison's ratio round by round."""
     take = [run["rps"] for run in runs["take"]]
@@ -402,6 +437,24 @@ def report(results: dict, visitors: dict, sqlite: dict, version: str, args) -> s
                 f"{kind}, the {name} view: {median(runs[name]):.0f}/s; take / it: "
                 f"{statistics.median(every[f'take / {name}']):.2f}.",
             ]
+    lines += [
+        "",
+        "CPU per answer, in ms (medians): the app's gunicorn processes, then "
+        "PostgreSQL's. Unlike a rate, it does not depend on how the workers "
+        "shared the connections:",
+        "",
+        "| worker | " + " | ".join(VIEWS) + " |",
+        "| --- |" + " ---: |" * len(VIEWS),
+    ]
+    for kind, result in results.items():
+        cells = [
+            " / ".join(
+                f"{median_cpu(result['runs'][name], meter):.2f}"
+                for meter in ("app", "PostgreSQL")
+            )
+            for name in VIEWS
+        ]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Targets (#11), on the medians:",

@@ -36,10 +36,15 @@ def smoke_report(script: str, output) -> str:
 
 def test_benchmark_runs_end_to_end_in_smoke_mode(tmp_path):
     report = smoke_report("run.py", tmp_path / "benchmarks.md")
-    rates, targets, checks = report.split("\n\n| worker |")[1:4]
+    rates, cpu, targets, checks = report.split("\n\n| worker |")[1:5]
     for kind, worker in KINDS.items():
         assert f"| {kind}" in rates
         assert f"| {kind}" in targets
+        # CPU per answer, app / PostgreSQL, for each view: measured, not 0.
+        [row] = [line for line in cpu.splitlines() if line.startswith(f"| {kind} |")]
+        for cell in row.strip("|").split("|")[1:]:
+            app, database = (float(ms) for ms in cell.split(" / "))
+            assert app > 0 and database >= 0, row
         # Each row was served by the worker class it names.
         assert f"{kind}: {worker}" in rates
     # Every load handed out each number once, and every answer was a 200.

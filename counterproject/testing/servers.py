@@ -258,6 +258,10 @@ class PostgresCluster:
             "--wait", "--timeout=60",
         )  # fmt: skip
 
+    def postmaster_pid(self) -> int:
+        """Return the pid of the running cluster's postmaster."""
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
     def create_database(self, name: str) -> None:
         """Create the database ``name`` in this cluster."""
         self._run(str(self.bindir / "createdb"), *self.client_args(), name)
