@@ -186,7 +186,8 @@ def counter_take_number(request, name: str):
 @api_endpoint("POST")
 async def acounter_take_number(request, name: str):
     """
-    ``counter_take_number`` for ASGI servers, which serve it in its place.
+    The take for ASGI: ``counterproject.asgi`` serves it in place of
+    ``counter_take_number``.
 
     It waits for its number in the event loop (``acounter_take``); Django
     would run the synchronous view in a thread made for each request.
