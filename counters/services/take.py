@@ -4,7 +4,8 @@ The take: a counter's next number, for pages and the API alike.
 Takes of one counter that arrive together in a worker process share one
 transaction (``counters.combining``), whichever interface they come from:
 the row lock is taken once for all of them, and each still gets its own
-number.
+number. Under ASGI the API's takes wait in the event loop instead
+(``acounter_take``), and batch together apart from the pages'.
 """
 
 from django.db import close_old_connections, transaction
