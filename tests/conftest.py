@@ -18,9 +18,11 @@ and fail under ``CI=true``: a skipped test proves nothing in CI.
 """
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg2
 import pytest
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
@@ -197,6 +199,53 @@ def manage_on_test_database(*args: str, **options):
 def stored_value(name: str = GLOBAL) -> int:
     """Return the named counter's value as the database holds it now."""
     return Counter.objects.get(name=name).value
+
+
+@contextmanager
+def row_lock_held(postgres: PostgresCluster, name: str) -> Iterator:
+    """
+    Hold the named counter's row lock from a connection of its own (another
+    client's transaction) until the block ends, or until the block calls the
+    function it is given.
+    """
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        holder = psycopg2.connect(postgres.url(connection.settings_dict["NAME"]))
+        try:
+            with holder, holder.cursor() as cursor:  # one transaction
+                cursor.execute(
+                    "SELECT 1 FROM counters_counter WHERE name = %s FOR UPDATE",
+                    [name],
+                )
+                holding.set()
+                release.wait(30)
+        finally:
+            holder.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(30), "the row lock was not taken within 30 s"
+        yield release.set
+    finally:
+        release.set()
+        holder.join(30)
+
+
+def transactions_of_takes(name: str) -> int:
+    """
+    Return how many transactions wrote the counter's audit entries after its
+    first: PostgreSQL stamps the rows one transaction writes with one xmin.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(DISTINCT xmin::text) FROM counters_counterevent"
+            " WHERE counter_name = %s AND new_value > 1",
+            [name],
+        )
+        [(transactions,)] = cursor.fetchall()
+    return transactions
 
 
 @pytest.fixture

@@ -13,9 +13,7 @@ import re
 import threading
 import time
 
-import psycopg2
 import pytest
-from django.db import connection
 from django.test import RequestFactory
 
 from counterproject import asgi
@@ -27,7 +25,7 @@ from counters.exceptions import CounterNotPublic
 from counters.models import Counter, CounterEvent, Source
 from counters.services import acounter_take
 
-from .conftest import stored_value
+from .conftest import row_lock_held, stored_value, transactions_of_takes
 
 
 class Boom(Exception):
@@ -122,21 +120,8 @@ API = Actor(Source.API, "ip:192.0.2.1")
 @pytest.mark.django_db(transaction=True)
 def test_async_takes_queued_in_the_loop_share_one_transaction(postgres):
     Counter.objects.create(name="loop", public=True, audit_takes=True)
-    holding, release = threading.Event(), threading.Event()
 
-    def hold_the_row_lock():
-        holder = psycopg2.connect(postgres.url(connection.settings_dict["NAME"]))
-        try:
-            with holder, holder.cursor() as cursor:  # one transaction
-                cursor.execute(
-                    "SELECT 1 FROM counters_counter WHERE name = 'loop' FOR UPDATE"
-                )
-                holding.set()
-                release.wait(30)
-        finally:
-            holder.close()
-
-    async def takes():
+    async def takes(release):
         first = asyncio.ensure_future(acounter_take("loop", actor=API))
         # The first take's batch waits in the database for the row lock.
         await queued(("take", "loop"), 0)
@@ -145,28 +130,16 @@ def test_async_takes_queued_in_the_loop_share_one_transaction(postgres):
             for _ in range(20)
         ]
         await queued(("take", "loop"), 20)
-        release.set()
+        release()
         return await first, await asyncio.gather(*rest)
 
-    holder = threading.Thread(target=hold_the_row_lock)
-    holder.start()
-    try:
-        assert holding.wait(30)
-        first, numbers = asyncio.run(takes())
-    finally:
-        release.set()
-        holder.join(30)
+    with row_lock_held(postgres, "loop") as release:
+        first, numbers = asyncio.run(takes(release))
 
     assert first == 1
     assert sorted(numbers) == list(range(2, 22))
     assert stored_value("loop") == 21
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT COUNT(DISTINCT xmin::text) FROM counters_counterevent"
-            " WHERE counter_name = 'loop' AND new_value > 1"
-        )
-        [(transactions,)] = cursor.fetchall()
-    assert transactions == 1  # all twenty in one transaction
+    assert transactions_of_takes("loop") == 1  # all twenty in one transaction
     assert CounterEvent.objects.filter(counter_name="loop").count() == 21
 
 

@@ -9,11 +9,9 @@ PostgreSQL itself: the audit entries written in one transaction carry one
 ``xmin``.
 """
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg2
 import pytest
 from django.db import connection
 
@@ -22,6 +20,8 @@ from counters.actors import Actor
 from counters.exceptions import CounterNotPublic
 from counters.models import Counter, CounterEvent, Source
 from counters.services import counter_take
+
+from .conftest import row_lock_held, transactions_of_takes
 
 WEB = Actor(Source.WEB, "session:abc")
 API = Actor(Source.API, "ip:192.0.2.1")
@@ -38,20 +38,6 @@ def _queued(name) -> int:
 
 def _takes_behind_a_held_row_lock(postgres, name, takes: list[tuple[Actor, bool]]):
     """Run ``takes`` queued behind a first take that waits for the row lock."""
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_the_row_lock():
-        holder = psycopg2.connect(postgres.url(connection.settings_dict["NAME"]))
-        try:
-            with holder, holder.cursor() as cursor:  # one transaction
-                cursor.execute(
-                    "SELECT 1 FROM counters_counter WHERE name = %s FOR UPDATE",
-                    [name],
-                )
-                holding.set()
-                release.wait(30)
-        finally:
-            holder.close()
 
     def take(actor_and_public_only):
         actor, public_only = actor_and_public_only
@@ -62,9 +48,7 @@ def _takes_behind_a_held_row_lock(postgres, name, takes: list[tuple[Actor, bool]
         finally:
             connection.close()
 
-    with ThreadPoolExecutor(len(takes) + 2) as pool:
-        holder = pool.submit(hold_the_row_lock)
-        assert holding.wait(30)
+    with ThreadPoolExecutor(len(takes) + 1) as pool, row_lock_held(postgres, name):
         first = pool.submit(take, (WEB, False))
         deadline = time.monotonic() + 30
         # The first take leads and waits in the database; the others queue.
@@ -75,9 +59,8 @@ def _takes_behind_a_held_row_lock(postgres, name, takes: list[tuple[Actor, bool]
         while _queued(name) < len(takes):
             assert time.monotonic() < deadline, "the takes never queued"
             time.sleep(0.005)
-        release.set()
-        holder.result(30)
-        return first.result(30), [future.result(30) for future in queued]
+    # The lock is released: the first take, then the queued ones as a batch.
+    return first.result(30), [future.result(30) for future in queued]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -89,13 +72,7 @@ def test_web_and_api_takes_of_one_counter_share_one_batch(postgres):
 
     assert first == 1
     assert sorted(numbers) == list(range(2, 22))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT COUNT(DISTINCT xmin::text) FROM counters_counterevent"
-            " WHERE counter_name = 'mixed' AND new_value > 1"
-        )
-        [(transactions,)] = cursor.fetchall()
-    assert transactions == 1  # all twenty in one transaction
+    assert transactions_of_takes("mixed") == 1  # all twenty in one transaction
     sources = CounterEvent.objects.filter(counter_name="mixed", new_value__gt=1)
     assert sorted(sources.values_list("source", flat=True)) == sorted(
         [Source.WEB] * 10 + [Source.API] * 10
