@@ -78,7 +78,7 @@ def test_calls_that_wait_together_in_the_loop_run_as_one_batch():
 
     assert results == [0, 10, 20, 30, 40, 50]
     assert batches == [[0], [1, 2, 3, 4, 5]]
-    # Each batch ran in a thread, not in the event loop.
+    # The lane is dropped once it runs dry.
     assert not combining._async_lanes
 
 
