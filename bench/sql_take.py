@@ -9,7 +9,7 @@ SQL sent through Django's cursor, on PostgreSQL. What the two takes'
 rates differ by, in one run on one server, is what the ORM costs.
 """
 
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -19,7 +19,7 @@ from counters.combining import acombine, combine
 from counters.exceptions import CounterError, CounterNotFound, not_public
 from counters.models import Action
 from counters.services.rules import check_sum, is_recorded
-from counters.services.take import check_take
+from counters.services.take import batch_in_thread, check_take
 
 SELECT = (
     "SELECT value, public, audit_takes FROM counters_counter WHERE name = %s FOR UPDATE"
@@ -65,13 +65,6 @@ def take_batch(name: str, takes: list) -> list[int | CounterError]:
     return results
 
 
-def _in_thread(name: str, takes: list) -> list:
-    try:
-        return take_batch(name, takes)
-    finally:
-        close_old_connections()
-
-
 @csrf_exempt
 @api_endpoint("POST")
 def take(request, name: str):
@@ -91,7 +84,7 @@ async def atake(request, name: str):
     check_take(name, by)
     item = (client_actor(request), True)
     number = await acombine(
-        ("take-sql", name), item, lambda takes: _in_thread(name, takes)
+        ("take-sql", name), item, lambda takes: batch_in_thread(take_batch, name, takes)
     )
     return JsonResponse({"name": name, "value": number})
 

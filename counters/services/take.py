@@ -63,7 +63,9 @@ async def acounter_take(
     """
     check_take(name, by)
     return await acombine(
-        ("take", name), (actor, public_only), lambda takes: _in_thread(name, takes)
+        ("take", name),
+        (actor, public_only),
+        lambda takes: batch_in_thread(_take_batch, name, takes),
     )
 
 
@@ -74,10 +76,13 @@ def check_take(name: str, by: object) -> None:
     check_name(name)
 
 
-def _in_thread(name: str, takes: list) -> list[int | CounterError]:
-    """Run a batch in an executor's thread, and let its connection go after."""
+def batch_in_thread(batch, name: str, takes: list) -> list[int | CounterError]:
+    """
+    Run ``batch(name, takes)`` in an executor's thread, and let the thread's
+    database connection go after.
+    """
     try:
-        return _take_batch(name, takes)
+        return batch(name, takes)
     finally:
         # Django closes a request's connections in the request's own thread;
         # this one's would stay open for as long as the thread lives.
