@@ -246,7 +246,7 @@ def checked(db: Database, name: str, result: dict) -> dict:
         result["duplicates"] = None  # it answers 0 every time
     if name in TAKES:
         stored = db.settled(TAKES[name])
-        result["missing"] = int(stored) - len(set(numbers))
+        result["missing"] = stored - len(set(numbers))
     return result
 
 
