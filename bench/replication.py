@@ -69,7 +69,8 @@ def measure(db: Database, base_url: str, args) -> dict[str, dict[str, list]]:
         for mode, names in MODES.items():
             replication_mode(db, names)
             db.psql("UPDATE counters_counter SET value = 0 WHERE name = 'global'")
-            result = checked(db, "take", wrk(base_url + TAKE, args.seconds))
+            since = db.last_event()
+            result = checked(db, "take", wrk(base_url + TAKE, args.seconds), since)
             runs[mode]["take"].append(result)
             rate = db.pgbench(HOT_ROW, CLIENTS, args.seconds)
             runs[mode]["pgbench"].append({"rps": rate})

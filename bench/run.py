@@ -18,6 +18,7 @@ load.
 """
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -145,6 +146,22 @@ class Database:
                 break
         return value
 
+    def last_event(self) -> int:
+        """Return the id of the newest audit entry (0 if none)."""
+        return int(self.psql("SELECT coalesce(max(id), 0) FROM counters_counterevent"))
+
+    def batches(self, counter: str, since: int) -> int:
+        """
+        Return how many transactions wrote the counter's audit entries after
+        entry ``since``: PostgreSQL stamps one transaction's rows with one xmin.
+        """
+        return int(
+            self.psql(
+                "SELECT count(DISTINCT xmin::text) FROM counters_counterevent "
+                f"WHERE id > {since} AND counter_name = '{counter}'"
+            )
+        )
+
     def connections(self) -> int:
         """Return how many client connections the app holds to this database."""
         return int(
@@ -221,6 +238,7 @@ def wrk(
     seen = Tally(numbers)
     return {
         "rps": len(numbers) / (int(fields["duration_us"]) / 1e6),
+        "seconds": int(fields["duration_us"]) / 1e6,
         "numbers": numbers,
         "duplicates": sum(times - 1 for times in seen.values()),
         "errors": errors,
@@ -236,8 +254,11 @@ def wrk(
     }
 
 
-def checked(db: Database, name: str, result: dict) -> dict:
-    """Add what the view's numbers say to ``result``; drop the numbers."""
+def checked(db: Database, name: str, result: dict, since: int) -> dict:
+    """
+    Add what the view's numbers say to ``result``, and for a take how many
+    batches took them (audit entries after ``since``); drop the numbers.
+    """
     # wrk stops with up to one request in flight per connection: those
     # numbers were taken, not answered. More missing than connections would
     # be a gap.
@@ -247,6 +268,8 @@ def checked(db: Database, name: str, result: dict) -> dict:
     if name in TAKES:
         stored = db.settled(TAKES[name])
         result["missing"] = stored - len(set(numbers))
+        result["takes"] = stored
+        result["batches"] = db.batches(TAKES[name], since)
     return result
 
 
@@ -292,8 +315,9 @@ def measure_kind(db: Database, env: dict, kind: dict, log: Path, args) -> dict:
             for name, path in views.items():
                 if name in resets:
                     db.psql(resets[name])
+                since = db.last_event()
                 result = wrk(server.base_url + path, args.seconds, meters=meters)
-                checked(db, name, result)
+                checked(db, name, result, since)
                 runs[name].append(result)
             rate = db.pgbench(HOT_ROW, CLIENTS, args.seconds)
             runs["pgbench (a)"].append({"rps": rate})
@@ -303,8 +327,9 @@ def measure_kind(db: Database, env: dict, kind: dict, log: Path, args) -> dict:
         crowd = {}
         for name in ("take", "django-sequences"):
             seconds = min(3, args.seconds)
+            since = db.last_event()
             result = wrk(server.base_url + VIEWS[name], seconds, clients=MANY_CLIENTS)
-            crowd[name] = checked(db, name, result)
+            crowd[name] = checked(db, name, result, since)
         held[MANY_CLIENTS] = db.connections()
     finally:
         server.stop()
@@ -392,7 +417,9 @@ def ratios(runs: dict[str, list[dict]]) -> dict[str, list[float]]:
     }
 
 
-def report(results: dict, visitors: dict, sqlite: dict, version: str, args) -> str:
+def report(
+    results: dict, visitors: dict, sqlite: dict, statements: dict, version: str, args
+) -> str:
     smoke = " --smoke (tiny counts: not figures to quote)" if args.smoke else ""
     lines = [
         "# Benchmarks",
@@ -457,6 +484,23 @@ def report(results: dict, visitors: dict, sqlite: dict, version: str, args) -> s
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     lines += [
         "",
+        "Batches (medians): how many takes one transaction served, and the run's "
+        "time divided by its transactions. One batch at a time holds the "
+        "counter's row, and under this load the row is never free for long: "
+        "that is about how long each held it, the hand-over to the next "
+        "included. Counted from the audit entries, one xmin a transaction:",
+        "",
+        "| worker | "
+        + " | ".join(f"{name}: takes a batch | ms a batch" for name in TAKES)
+        + " |",
+        "| --- |" + " ---: | ---: |" * len(TAKES),
+    ]
+    for kind, result in results.items():
+        cells = [cell for name in TAKES for cell in batch_cells(result["runs"][name])]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    lines += statement_table(statements)
+    lines += [
+        "",
         "Targets (#11), on the medians:",
         "",
         "| worker | ratio | target | measured | rounds |",
@@ -500,6 +544,35 @@ def report(results: dict, visitors: dict, sqlite: dict, version: str, args) -> s
         f"{sqlite['rps']:.0f}/s.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def batch_cells(runs: list[dict]) -> list[str]:
+    """A take view's takes per batch and milliseconds per batch, medians."""
+    takes = statistics.median(run["takes"] / run["batches"] for run in runs)
+    ms = statistics.median(1000 * run["seconds"] / run["batches"] for run in runs)
+    return [f"{takes:.1f}", f"{ms:.2f}"]
+
+
+def statement_table(statements: dict) -> list[str]:
+    """The CPU of each statement of a batch, ORM and by hand."""
+    steps = list(next(iter(next(iter(statements.values())).values())))
+    lines = [
+        "",
+        "CPU of this process per statement of a batch, in µs (bench/statements.py: "
+        "one connection, no other load, medians). A batch holds the row from "
+        "its SELECT's answer to its COMMIT; the last column is that part:",
+        "",
+        "| takes in the batch | statements | "
+        + " | ".join(steps)
+        + " | holding the row |",
+        "| ---: | --- |" + " ---: |" * (len(steps) + 1),
+    ]
+    for takes, ways in statements.items():
+        for way, times in ways.items():
+            held = sum(list(times.values())[1:])
+            cells = [str(times[step]) for step in steps] + [str(held)]
+            lines.append(f"| {takes} | {way} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def row(kind: str, load: str, run: dict) -> str:
@@ -556,13 +629,24 @@ def main() -> None:
         }
         visitors = measure_visitors({**env, "REDIS_URL": redis.url}, work, args)
         sqlite = measure_sqlite(work, args)
-        text = report(results, visitors, sqlite, version, args)
+        statements = measure_statements(env, args)
+        text = report(results, visitors, sqlite, statements, version, args)
     finally:
         redis.destroy()
         pg.destroy()
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(text)
     print(text)
+
+
+def measure_statements(env: dict, args) -> dict:
+    """CPU per statement of a batch, ORM and by hand (bench/statements.py)."""
+    batches = "30" if args.smoke else "300"
+    result = sh(
+        sys.executable, str(ROOT / "bench" / "statements.py"), "--batches", batches,
+        env={"SECRET_KEY": SECRET, "DEBUG": "0", **env},
+    )  # fmt: skip
+    return json.loads(result.stdout)
 
 
 def measure_sqlite(work: Path, args) -> dict:

@@ -36,7 +36,7 @@ def smoke_report(script: str, output) -> str:
 
 def test_benchmark_runs_end_to_end_in_smoke_mode(tmp_path):
     report = smoke_report("run.py", tmp_path / "benchmarks.md")
-    rates, cpu, targets, checks = report.split("\n\n| worker |")[1:5]
+    rates, cpu, batches, targets, checks = report.split("\n\n| worker |")[1:6]
     for kind, worker in KINDS.items():
         assert f"| {kind}" in rates
         assert f"| {kind}" in targets
@@ -47,6 +47,26 @@ def test_benchmark_runs_end_to_end_in_smoke_mode(tmp_path):
             assert app > 0 and database >= 0, row
         # Each row was served by the worker class it names.
         assert f"{kind}: {worker}" in rates
+        # Each take view's batches, counted from its audit entries: at least
+        # one take a batch, and each batch took some time.
+        [row] = [
+            line for line in batches.splitlines() if line.startswith(f"| {kind} |")
+        ]
+        cells = [float(cell) for cell in row.strip("|").split("|")[1:]]
+        assert len(cells) == 4 and all(cell > 0 for cell in cells), row
+        assert cells[0] >= 1 and cells[2] >= 1, row
+    # Each statement's CPU, through the ORM and by hand, for both batch sizes.
+    statements = [
+        line.strip("|").split("|")
+        for line in batches.splitlines()
+        if line.startswith(("| 4 |", "| 20 |"))
+    ]
+    assert [(c[0].strip(), c[1].strip()) for c in statements] == [
+        ("4", "ORM"), ("4", "by hand"), ("20", "ORM"), ("20", "by hand"),
+    ]  # fmt: skip
+    for cells in statements:
+        times = [int(cell) for cell in cells[2:]]
+        assert all(t > 0 for t in times) and times[-1] == sum(times[1:-1]), cells
     # Every load handed out each number once, and every answer was a 200.
     rows = [line for line in checks.splitlines() if line.startswith("| ")][1:]
     assert len(rows) == sum(LOADS.values()) + 2  # and per-user, and SQLite
