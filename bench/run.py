@@ -459,10 +459,15 @@ def report(
     for kind, result in results.items():
         runs, every = result["runs"], ratios(result["runs"])
         for name in KINDS[kind].get("views", {}):
+            cpu = " / ".join(
+                f"{median_cpu(runs[name], meter):.2f}"
+                for meter in ("app", "PostgreSQL")
+            )
             lines += [
                 "",
                 f"{kind}, the {name} view: {median(runs[name]):.0f}/s; take / it: "
-                f"{statistics.median(every[f'take / {name}']):.2f}.",
+                f"{statistics.median(every[f'take / {name}']):.2f}; CPU per answer "
+                f"(app / PostgreSQL): {cpu} ms.",
             ]
     lines += [
         "",

@@ -1,5 +1,6 @@
 """The benchmark in smoke mode, so that it cannot rot (no timing asserted)."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,13 @@ def test_benchmark_runs_end_to_end_in_smoke_mode(tmp_path):
         cells = [float(cell) for cell in row.strip("|").split("|")[1:]]
         assert len(cells) == 4 and all(cell > 0 for cell in cells), row
         assert cells[0] >= 1 and cells[2] >= 1, row
+    # ASGI's async no-op: its rate, ratio and CPU, measured.
+    extra = re.search(
+        r"ASGI, the no-op, async view: (\d+)/s; take / it: [\d.]+; "
+        r"CPU per answer \(app / PostgreSQL\): ([\d.]+) / [\d.]+ ms\.",
+        rates,
+    )
+    assert extra and int(extra[1]) > 0 and float(extra[2]) > 0, rates
     # Each statement's CPU, through the ORM and by hand, for both batch sizes.
     statements = [
         line.strip("|").split("|")
