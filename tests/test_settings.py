@@ -1,5 +1,6 @@
 """Configuration from the environment, as an operator meets it."""
 
+import socket
 import subprocess
 import sys
 
@@ -278,6 +279,28 @@ def test_a_bad_bind_address_stops_with_one_line(value):
     assert result.stderr.strip().splitlines() == [
         "Error: Set GUNICORN_BIND to HOST:PORT (such as 127.0.0.1:8000) or "
         f"unix:PATH, not {value!r}."
+    ]
+
+
+def test_an_asgi_server_on_a_port_in_use_stops_with_one_line():
+    # Each ASGI worker binds a socket of its own (gunicorn.conf.py): the
+    # master checks the port first, or the workers would fail to bind and be
+    # replaced forever.
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        result = run(
+            [
+                sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
+                "-k", "asgi", "counterproject.asgi:application",
+            ],
+            DEBUG="1",
+            GUNICORN_BIND=f"127.0.0.1:{port}",
+        )  # fmt: skip
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"Error: Cannot listen on 127.0.0.1:{port}: Address already in use."
     ]
 
 

@@ -7,9 +7,13 @@ however many clients there are (#11). Speed lives in bench/, not here.
 """
 
 import asyncio
+import os
+import signal
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -175,3 +179,99 @@ def wait_until_waiting_for_the_lock(holder, *, seconds: float = 20) -> None:
                 return
             time.sleep(0.02)
     raise AssertionError("No take waited for the row lock.")
+
+
+def test_asgi_workers_share_a_burst_of_connections(postgres, global_counter, serve):
+    # gunicorn's ASGI worker accepts every connection waiting when it wakes:
+    # on one shared socket, one worker took nearly all of such a burst. Each
+    # has a socket of its own (gunicorn.conf.py), and the kernel spreads them.
+    env = {"DATABASE_URL": database_url()}
+    with serve(env, workers=WORKERS, **KINDS["asgi"]) as base_url:
+        port = int(base_url.rsplit(":", 1)[1])
+        wait_until(lambda: len(tcp_sockets(port, LISTENING)) == WORKERS)
+        held = connections_per_worker(base_url, 60)
+    assert sum(held) == 60
+    # Spread by address: fewer than 10 of 60 on one of two is all but never.
+    assert min(held) >= 10, held
+
+
+def test_asgi_workers_keep_their_own_sockets_across_a_reload(
+    postgres, global_counter, serve
+):
+    env = {"DATABASE_URL": database_url()}
+    with serve(env, workers=WORKERS, **KINDS["asgi"]) as base_url:
+        port = int(base_url.rsplit(":", 1)[1])
+        wait_until(lambda: len(tcp_sockets(port, LISTENING)) == WORKERS)
+        before = set(workers_of(base_url.master))
+        os.kill(base_url.master, signal.SIGHUP)
+        # New workers, each listening again, and the old ones gone.
+        wait_until(
+            lambda: (
+                not before & set(workers_of(base_url.master))
+                and len(workers_of(base_url.master)) == WORKERS
+                and len(tcp_sockets(port, LISTENING)) == WORKERS
+            )
+        )
+        held = connections_per_worker(base_url, 60)
+        summary = run(f"{base_url}/api/counters/global/increment/", 50, 200)
+    assert min(held) >= 10, held
+    assert summary["errors"] == {} and summary["ok"] == 200
+    assert (summary["first"], summary["last"]) == (1, 200)
+
+
+def connections_per_worker(base_url, count: int) -> list[int]:
+    """Open ``count`` keep-alive connections at once; return each worker's share."""
+    port = int(base_url.rsplit(":", 1)[1])
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+    try:
+        for client in clients:  # one request each; keep-alive keeps them open
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        for client in clients:
+            assert client.recv(4096).startswith(b"HTTP/1.1 200")
+        established = tcp_sockets(port, ESTABLISHED)
+        return [
+            len(socket_inodes(pid) & established) for pid in workers_of(base_url.master)
+        ]
+    finally:
+        for client in clients:
+            client.close()
+
+
+LISTENING, ESTABLISHED = "0A", "01"
+
+
+def tcp_sockets(port: int, state: str) -> set[str]:
+    """Return the inodes of loopback TCP sockets on local ``port`` in ``state``."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == state:
+            inodes.add(fields[9])
+    return inodes
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """Return the inodes of the sockets process ``pid`` holds open."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def workers_of(master: int) -> list[int]:
+    """Return the pids of the gunicorn master's workers."""
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def wait_until(condition, *, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("The workers did not come up in time.")
+        time.sleep(0.05)
