@@ -2,6 +2,7 @@
 The README's answer to "will the global object go wrong, and what instead?"
 
     python bench/naive.py            # prints a Markdown table (a few minutes)
+    NAIVE_REQUESTS=200 python bench/naive.py   # 200 requests a cell, not 2,000
 
 It serves the project with COUNTERS_NAIVE_DEMO=1 on a throwaway PostgreSQL
 (production durability) and Redis, and runs loadtest's load against every

@@ -1,5 +1,6 @@
 """The benchmark in smoke mode, so that it cannot rot (no timing asserted)."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -108,3 +109,45 @@ def test_replication_benchmark_runs_end_to_end_in_smoke_mode(tmp_path):
         duplicates, unanswered, errors = (cell.strip() for cell in cells[5:8])
         assert (duplicates, errors) == ("0", "0"), cells
         assert 0 <= int(unanswered) <= 100, cells
+
+
+def test_naive_benchmark_runs_end_to_end_with_few_requests():
+    # The README's table of the naive alternatives (bench/naive.py), on 200
+    # requests a cell: every cell is filled, and the project's own counters
+    # stay exact in every one of them.
+    for program in ("redis-server", "pg_ctl"):
+        if shutil.which(program) is None:
+            unavailable(f"{program} is not installed")
+    result = subprocess.run(
+        [sys.executable, "bench/naive.py"],
+        cwd=ROOT,
+        env={**os.environ, "NAIVE_REQUESTS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {
+        cells[0].strip(): [cell.strip() for cell in cells[1:]]
+        for line in result.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith(("| alternative", "| ---"))
+        for cells in [line.strip("|").split("|")]
+    }
+    assert len(rows) == 8, result.stdout
+    cell = re.compile(r"(\d+) / (\d+) / (\d+) · (\d+)( \((\d+) failed\))?")
+    in_redis = {"cache.get + cache.set", "cache.incr (Redis INCR)"}
+    in_redis |= {"session key, read-modify-write", "database: per-user counter"}
+    for label, cells in rows.items():
+        # The Redis restart column is only for what Redis keeps.
+        *measured, restart = cells
+        assert all(cell.fullmatch(c) for c in measured) and len(measured) == 5
+        if label in in_redis:
+            assert cell.fullmatch(restart), (label, restart)
+        else:
+            assert restart == "—", (label, restart)
+    for label in ("database: global counter", "database: per-user counter"):
+        assert all(c.startswith("0 / 0 / 0 · ") for c in rows[label] if c != "—")
+        assert not any("failed" in c for c in rows[label]), rows[label]
+    # Two masters hold two module-level objects, each counting from 1.
+    duplicates = int(cell.fullmatch(rows["module-level object"][4])[1])
+    assert duplicates > 0, rows["module-level object"]
