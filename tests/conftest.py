@@ -18,9 +18,12 @@ and fail under ``CI=true``: a skipped test proves nothing in CI.
 """
 
 import os
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 import psycopg2
 import pytest
@@ -303,6 +306,27 @@ class ServedURL(str):
         served = super().__new__(cls, url)
         served.master = master
         return served
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self).port
+
+    def workers(self) -> set[int]:
+        """Return the pids of the master's workers."""
+        result = subprocess.run(
+            ["pgrep", "-P", str(self.master)], capture_output=True, text=True
+        )
+        return {int(pid) for pid in result.stdout.split()}
+
+
+def wait_for(predicate, seconds: float = 20.0) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``seconds`` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.25)
+    return False
 
 
 @pytest.fixture

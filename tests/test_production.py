@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -20,7 +19,7 @@ from counterproject.settings import redis_cache
 from counterproject.testing.servers import ROOT, PostgresCluster, migrate
 from counterproject.testing.visitors import Visitor, all_at_once
 
-from .conftest import database_url, manage_on_test_database, started
+from .conftest import database_url, manage_on_test_database, started, wait_for
 from .test_settings import run, shell_output
 
 README = (ROOT / "README.md").read_text()
@@ -215,15 +214,6 @@ def own_postgres(tmp_path):
     return cluster
 
 
-def wait_for(predicate, seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.25)
-    return False
-
-
 def test_database_outage_answers_503s_and_recovers_without_a_restart(tmp_path, serve):
     cluster = own_postgres(tmp_path)
     try:
@@ -274,20 +264,12 @@ def test_database_outage_answers_503s_and_recovers_without_a_restart(tmp_path, s
         cluster.destroy()
 
 
-def gunicorn_workers(master: int) -> set[int]:
-    result = subprocess.run(
-        ["pgrep", "-P", str(master)], capture_output=True, text=True
-    )
-    return {int(pid) for pid in result.stdout.split()}
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_killed_worker_loses_no_number_and_is_replaced(
     postgres, global_counter, serve
 ):
     with serve({"DATABASE_URL": database_url()}, workers=2, threads=8) as url:
-        master = url.master
-        workers = gunicorn_workers(master)
+        workers = url.workers()
         assert len(workers) == 2
         take = f"{url}/api/counters/global/increment/"
         numbers, failures = [], []
@@ -311,7 +293,7 @@ def test_a_killed_worker_loses_no_number_and_is_replaced(
         time.sleep(1.0)
         victim = sorted(workers)[0]
         os.kill(victim, signal.SIGKILL)
-        assert wait_for(lambda: len(gunicorn_workers(master) - {victim}) == 2), (
+        assert wait_for(lambda: len(url.workers() - {victim}) == 2), (
             "gunicorn did not replace the killed worker"
         )
         time.sleep(1.0)

@@ -24,7 +24,7 @@ from counterproject.testing.visitors import Visitor
 from counters.management.commands.loadtest import run_load
 from counters.models import GLOBAL, CounterEvent
 
-from .conftest import database_url, stored_value
+from .conftest import database_url, stored_value, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -187,8 +187,7 @@ def test_asgi_workers_share_a_burst_of_connections(postgres, global_counter, ser
     # has a socket of its own (gunicorn.conf.py), and the kernel spreads them.
     env = {"DATABASE_URL": database_url()}
     with serve(env, workers=WORKERS, **KINDS["asgi"]) as base_url:
-        port = int(base_url.rsplit(":", 1)[1])
-        wait_until(lambda: len(tcp_sockets(port, LISTENING)) == WORKERS)
+        assert wait_for(lambda: each_listening(base_url), 30), "Not listening."
         held = connections_per_worker(base_url, 60)
     assert sum(held) == 60
     # Spread by address: fewer than 10 of 60 on one of two is all but never.
@@ -200,18 +199,20 @@ def test_asgi_workers_keep_their_own_sockets_across_a_reload(
 ):
     env = {"DATABASE_URL": database_url()}
     with serve(env, workers=WORKERS, **KINDS["asgi"]) as base_url:
-        port = int(base_url.rsplit(":", 1)[1])
-        wait_until(lambda: len(tcp_sockets(port, LISTENING)) == WORKERS)
-        before = set(workers_of(base_url.master))
+        assert wait_for(lambda: each_listening(base_url), 30), "Not listening."
+        before = base_url.workers()
         os.kill(base_url.master, signal.SIGHUP)
-        # New workers, each listening again, and the old ones gone.
-        wait_until(
-            lambda: (
-                not before & set(workers_of(base_url.master))
-                and len(workers_of(base_url.master)) == WORKERS
-                and len(tcp_sockets(port, LISTENING)) == WORKERS
+
+        def replaced() -> bool:
+            # New workers, each listening again, and the old ones gone.
+            workers = base_url.workers()
+            return (
+                len(workers) == WORKERS
+                and not before & workers
+                and each_listening(base_url)
             )
-        )
+
+        assert wait_for(replaced, 30), "The workers were not replaced."
         held = connections_per_worker(base_url, 60)
         summary = run(f"{base_url}/api/counters/global/increment/", 50, 200)
     assert min(held) >= 10, held
@@ -221,23 +222,27 @@ def test_asgi_workers_keep_their_own_sockets_across_a_reload(
 
 def connections_per_worker(base_url, count: int) -> list[int]:
     """Open ``count`` keep-alive connections at once; return each worker's share."""
-    port = int(base_url.rsplit(":", 1)[1])
-    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+    clients = [
+        socket.create_connection(("127.0.0.1", base_url.port)) for _ in range(count)
+    ]
     try:
         for client in clients:  # one request each; keep-alive keeps them open
             client.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         for client in clients:
             assert client.recv(4096).startswith(b"HTTP/1.1 200")
-        established = tcp_sockets(port, ESTABLISHED)
-        return [
-            len(socket_inodes(pid) & established) for pid in workers_of(base_url.master)
-        ]
+        established = tcp_sockets(base_url.port, ESTABLISHED)
+        return [len(socket_inodes(pid) & established) for pid in base_url.workers()]
     finally:
         for client in clients:
             client.close()
 
 
 LISTENING, ESTABLISHED = "0A", "01"
+
+
+def each_listening(base_url) -> bool:
+    """Whether each worker listens on a socket of its own."""
+    return len(tcp_sockets(base_url.port, LISTENING)) == WORKERS
 
 
 def tcp_sockets(port: int, state: str) -> set[str]:
@@ -261,17 +266,3 @@ def socket_inodes(pid: int) -> set[str]:
         if target.startswith("socket:["):
             inodes.add(target[len("socket:[") : -1])
     return inodes
-
-
-def workers_of(master: int) -> list[int]:
-    """Return the pids of the gunicorn master's workers."""
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return [int(pid) for pid in children]
-
-
-def wait_until(condition, *, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("The workers did not come up in time.")
-        time.sleep(0.05)
