@@ -319,6 +319,45 @@ SESSION_ENGINE = "counters.sessions"
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 CSRF_FAILURE_VIEW = "counterproject.errors.csrf_failure"
 
+# --- Rate limits for anonymous clients (#23) --------------------------------
+
+# One rate in the notation of the limits library ("60/minute", "10/2
+# minutes"), with s, m, h and d short for second, minute, hour and day.
+RATE_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
+
+
+def env_rate(name: str, *, default: str) -> str | None:
+    """Return the rate limit ``name`` as limits' notation, or None for ``off``."""
+    from limits import parse
+
+    raw = os.environ.get(name, "").strip() or default
+    if raw.lower() == "off":
+        return None
+    amount, slash, unit = raw.partition("/")
+    rate = f"{amount.strip()}/{RATE_UNITS.get(unit.strip(), unit.strip())}"
+    try:
+        valid = bool(slash) and ";" not in raw and parse(rate).amount > 0
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ImproperlyConfigured(
+            f"Set {name} to a rate such as 60/minute (or off), not {raw!r}."
+        )
+    return rate
+
+
+# Numbers one client may take a minute, page and API together: a person
+# clicking takes a few; a script taking as fast as it can is what this stops.
+# Staff in the admin and operators at a shell are never limited.
+COUNTERS_TAKE_RATE = env_rate("COUNTERS_TAKE_RATE", default="60/minute")
+# Changes of a visitor's own counter (it costs a session write each).
+COUNTERS_VISITOR_RATE = env_rate("COUNTERS_VISITOR_RATE", default="120/minute")
+# The client is the connecting address, unless this many proxies in front
+# each append the address they saw to X-Forwarded-For: the client is then
+# the address the outermost of them saw. Any other part of the header is
+# the client's to forge, and is ignored.
+COUNTERS_TRUSTED_PROXIES = env_int("COUNTERS_TRUSTED_PROXIES", default=0, minimum=0)
+
 # --- Behind a TLS-terminating proxy ------------------------------------------
 
 # HTTPS=1 when a proxy in front terminates TLS and sets X-Forwarded-Proto:

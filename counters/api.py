@@ -20,6 +20,14 @@ from .actors import Actor
 from .exceptions import CounterError, CounterNotFound, CounterNotPublic
 from .models import Source
 from .parsing import parse_integer
+from .ratelimits import (
+    TAKE,
+    VISITOR,
+    client_address,
+    rate_limit_status,
+    rate_limited,
+    refusal,
+)
 from .selectors import counter_get, session_counter_get
 from .services import (
     acounter_take,
@@ -154,12 +162,19 @@ def _form_body(request) -> dict:
         return {"by": text}  # the service names the bad step
 
 
+def too_many(request, scope: str, wait: int) -> JsonResponse:
+    """Answer a client over its limit: 429, and when to come back."""
+    response = json_error(refusal(scope, wait), 429)
+    response["Retry-After"] = str(wait)
+    return response
+
+
 # --- Named counters ---------------------------------------------------------
 
 
 def client_actor(request) -> Actor:
     """Return the anonymous API client, named by its address."""
-    return Actor(Source.API, f"ip:{request.META.get('REMOTE_ADDR', 'unknown')}")
+    return Actor(Source.API, f"ip:{client_address(request)}")
 
 
 @csrf_exempt
@@ -171,6 +186,7 @@ def counter_detail(request, name: str):
 
 @csrf_exempt
 @api_endpoint("POST")
+@rate_limited(TAKE, too_many)
 def counter_take_number(request, name: str):
     """Take the next number of a public counter: ``POST …/increment/``."""
     number = counter_take(
@@ -184,6 +200,7 @@ def counter_take_number(request, name: str):
 
 @csrf_exempt
 @api_endpoint("POST")
+@rate_limited(TAKE, too_many)
 async def acounter_take_number(request, name: str):
     """
     The take for ASGI: ``counterproject.asgi`` serves it in place of
@@ -214,18 +231,21 @@ def me_detail(request):
 
 
 @api_endpoint("POST")
+@rate_limited(VISITOR, too_many)
 def me_increment(request):
     by = requested_step(request)
     return JsonResponse({"value": session_counter_increment(request.session, by=by)})
 
 
 @api_endpoint("POST")
+@rate_limited(VISITOR, too_many)
 def me_decrement(request):
     by = requested_step(request)
     return JsonResponse({"value": session_counter_decrement(request.session, by=by)})
 
 
 @api_endpoint("POST")
+@rate_limited(VISITOR, too_many)
 def me_reset(request):
     return JsonResponse({"value": session_counter_reset(request.session)})
 
@@ -240,19 +260,19 @@ def healthz(request):
     Report whether the app can serve: 200 while the database answers.
 
     A cache outage is reported but is not fatal: sessions fall back to the
-    database.
+    database, and rate limits are not applied until it is back.
     """
     database = health.database_status()
     cache = health.cache_status()
+    ratelimit = rate_limit_status()
     if database != health.OK:
         status, code = "unavailable", 503
-    elif cache == health.UNAVAILABLE:
+    elif health.UNAVAILABLE in (cache, ratelimit):
         status, code = "degraded", 200
     else:
         status, code = "ok", 200
-    response = JsonResponse(
-        {"status": status, "database": database, "cache": cache}, status=code
-    )
+    report = {"status": status, "database": database, "cache": cache}
+    response = JsonResponse({**report, "ratelimit": ratelimit}, status=code)
     if code == 503:
         response["Retry-After"] = health.RETRY_AFTER
     return response

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET, require_POST
 from .actors import Actor
 from .exceptions import CounterError, CounterNotFound
 from .models import GLOBAL, Source
+from .ratelimits import TAKE, VISITOR, rate_limited, refusal
 from .selectors import counter_get, session_counter_get
 from .services import (
     counter_take,
@@ -42,7 +43,20 @@ def visitor_actor(request) -> Actor:
     return Actor(Source.WEB, f"session:{digest[:16]}")
 
 
+def refused_to(page: str):
+    """Return a page's answer to a client over its limit: a message and a redirect."""
+
+    def refuse(request, scope: str, wait: int):
+        messages.error(request, f"Nothing was changed: {refusal(scope, wait)}")
+        response = redirect(page)
+        response["Retry-After"] = str(wait)
+        return response
+
+    return refuse
+
+
 @require_POST
+@rate_limited(TAKE, refused_to("counters:index"))
 def take(request):
     try:
         number = counter_take(GLOBAL, actor=visitor_actor(request))
@@ -70,15 +84,18 @@ def _change_mine(request, change) -> object:
 
 
 @require_POST
+@rate_limited(VISITOR, refused_to("counters:me"))
 def me_increment(request):
     return _change_mine(request, session_counter_increment)
 
 
 @require_POST
+@rate_limited(VISITOR, refused_to("counters:me"))
 def me_decrement(request):
     return _change_mine(request, session_counter_decrement)
 
 
 @require_POST
+@rate_limited(VISITOR, refused_to("counters:me"))
 def me_reset(request):
     return _change_mine(request, session_counter_reset)

@@ -250,3 +250,15 @@ def test_asgi_serves_static_files_from_the_event_loop(global_counter):
     assert status == 200
     assert headers[b"Content-Type"].startswith(b"text/css")
     assert content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_asgi_take_is_rate_limited_too(global_counter, settings):
+    settings.COUNTERS_TAKE_RATE = "2/minute"
+    take = "/api/counters/global/increment/"
+    answers = [asyncio.run(asgi_call("POST", take)) for _ in range(3)]
+    assert [status for status, _, _ in answers] == [200, 200, 429]
+    _, headers, content = answers[2]
+    assert 1 <= int(headers[b"Retry-After"]) <= 60
+    assert json.loads(content)["error"].startswith("Too many numbers were taken")
+    assert stored_value() == 2

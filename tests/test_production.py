@@ -92,7 +92,12 @@ def test_https_settings_are_off_by_default_and_on_behind_a_tls_proxy():
 def test_healthz_without_a_cache_reports_it_absent():
     response = Client().get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "cache": "absent"}
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "cache": "absent",
+        "ratelimit": "off",  # the suite's default (pyproject.toml)
+    }
 
 
 @pytest.mark.django_db
@@ -106,6 +111,7 @@ def test_healthz_checks_the_redis_cache(redis_cache_settings, settings):
         "status": "degraded",
         "database": "ok",
         "cache": "unavailable",
+        "ratelimit": "off",
     }
 
 
@@ -247,6 +253,7 @@ def test_database_outage_answers_503s_and_recovers_without_a_restart(tmp_path, s
                 "status": "unavailable",
                 "database": "unavailable",
                 "cache": "absent",
+                "ratelimit": "off",
             }
             for path in ("/me/", "/admin/"):
                 response = requests.get(
