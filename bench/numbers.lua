@@ -12,7 +12,8 @@
 -- then carries the next visitor's session and CSRF token, for the per-user
 -- counter.
 
-wrk.method = "POST"
+-- WRK_METHOD=GET asks for a page instead (bench/fairness.py).
+wrk.method = os.getenv("WRK_METHOD") or "POST"
 
 numbers = {}
 statuses = {}
