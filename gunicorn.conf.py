@@ -127,13 +127,20 @@ def on_starting(server):
 
 def _warn_unless_pools_fit(server) -> None:
     """Log the pool check's warning, if any, and go on starting (#23)."""
-    # The check of manage.py check --deploy, with the workers gunicorn will
-    # really start: the command line's --workers is known only here.
-    from counterproject.checks import pool_fit
+    # The test of manage.py check --deploy, with the workers gunicorn will
+    # really start: the command line's --workers is known only here. Not
+    # through Django's checks: they import django.db (see capacity.py).
+    from counterproject.postgresql.capacity import HINT, WARNING_ID, pool_shortfall
 
-    for message in pool_fit(server.cfg.workers):
-        if message.id not in _settings.SILENCED_SYSTEM_CHECKS:
-            server.log.warning("(%s) %s HINT: %s", message.id, message.msg, message.hint)
+    database = _settings.DATABASES["default"]
+    if (
+        database["ENGINE"] != "counterproject.postgresql"
+        or WARNING_ID in _settings.SILENCED_SYSTEM_CHECKS
+    ):
+        return
+    shortfall = pool_shortfall(database, server.cfg.workers)
+    if shortfall is not None:
+        server.log.warning("%s %s (%s)", shortfall, HINT, WARNING_ID)
 
 
 def on_reload(server):

@@ -143,10 +143,89 @@ SUPPORTED_ENGINES = {
 }
 
 
-# Connections a worker process holds at most, whatever its kind (threads,
-# gevent, ASGI): 2 workers hold 64 of PostgreSQL's default 100. A request
-# that finds them all busy waits this many seconds for one, then gets a 503.
-POOL_OPTIONS = {"pool_size": 32, "pool_timeout": 10}
+# The pool of PostgreSQL connections of each worker process, whatever its kind
+# (threads, gevent, ASGI): its size, how long a request waits for one of its
+# connections, and how long one serves. DATABASE_POOL_SIZE,
+# DATABASE_POOL_TIMEOUT and DATABASE_POOL_MAX_AGE (or the URL's pool_size,
+# pool_timeout and pool_max_age) set them.
+POOL_OPTIONS = {
+    # As many as a gthread worker has threads (GUNICORN_THREADS), so that they
+    # never wait for one another: five workers of 16 and the server's reserve
+    # fit PostgreSQL's default max_connections of 100. check --deploy and the
+    # gunicorn master warn (counterproject.W001) when the workers do not fit.
+    "pool_size": 16,
+    # Seconds a request waits when all are busy, then it answers 503.
+    "pool_timeout": 10,
+    # Seconds a connection serves before it is replaced: a backend's caches
+    # only grow, and ALTER ROLE/DATABASE … SET reaches only new sessions.
+    "pool_max_age": 1800,
+}
+
+# Above a day, no pool number makes sense; and a wait longer than
+# threading.TIMEOUT_MAX would fail (OverflowError) when the pool is full.
+MAX_POOL_SECONDS = 86_400
+SECONDS_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
+def positive_integer(text: str) -> int:
+    """Return the whole number 1 or more that ``text`` spells (or ValueError)."""
+    number = parse_integer(text)
+    if number < 1:
+        raise ValueError(f"{text!r} is less than 1.")
+    return number
+
+
+def positive_seconds(text: str) -> float:
+    """Return the seconds, above 0 and at most a day, ``text`` spells."""
+    # ASCII digits and a point only: float() also takes "nan", "1e3", "1_0".
+    if not SECONDS_TEXT.fullmatch(text) or not 0 < float(text) <= MAX_POOL_SECONDS:
+        raise ValueError(f"{text!r} is not a number of seconds.")
+    return float(text)
+
+
+SECONDS = f"seconds above 0 and at most {MAX_POOL_SECONDS} (such as 2.5)"
+# Each pool option: its environment variable, its reader and what it takes.
+POOL_VARIABLES = {
+    "pool_size": ("DATABASE_POOL_SIZE", positive_integer, "a whole number, 1 or more"),
+    "pool_timeout": ("DATABASE_POOL_TIMEOUT", positive_seconds, SECONDS),
+    "pool_max_age": ("DATABASE_POOL_MAX_AGE", positive_seconds, SECONDS),
+}
+
+
+def read_pool_option(key: str, text: str, where: str) -> int | float:
+    """Return the pool option ``key`` that ``text`` spells, or refuse it."""
+    _, read, what = POOL_VARIABLES[key]
+    try:
+        return read(text)
+    except ValueError:
+        raise ImproperlyConfigured(f"Set {where} to {what}, not {text!r}.") from None
+
+
+def pool_options(url_options: dict) -> dict:
+    """
+    Return the pool's options: each from its environment variable or the URL
+    parameter of the same name (``?pool_size=8``), else the default.
+
+    Both may be set, to the same value only: an operator who changes one of
+    them must not find the change silently outweighed by the other.
+    """
+    options = {}
+    for key, default in POOL_OPTIONS.items():
+        variable = POOL_VARIABLES[key][0]
+        from_env = os.environ.get(variable, "").strip()
+        from_url = url_options.get(key)
+        if isinstance(from_url, list):
+            missing("DATABASE_URL", f" with each parameter once, not {key} twice")
+        values = {read_pool_option(key, from_env, variable)} if from_env else set()
+        if from_url is not None:
+            values.add(read_pool_option(key, str(from_url), f"DATABASE_URL's {key}"))
+        if len(values) > 1:
+            raise ImproperlyConfigured(
+                f"Set {variable} or DATABASE_URL's {key}, not both to different "
+                f"values ({from_env!r} and {str(from_url)!r})."
+            )
+        options[key] = values.pop() if values else default
+    return options
 
 
 URL_FORM = " to postgres://user:password@host:port/name or sqlite:///path"
@@ -244,6 +323,9 @@ def database_from_url(url: str) -> dict:
         config = dj_database_url.parse(url, conn_max_age=0)
     except ValueError:
         config = {}
+    # Read on SQLite too, where they do nothing: a bad value is refused
+    # before the day the URL names PostgreSQL.
+    pool = pool_options(config.get("OPTIONS", {}))
     if config.get("ENGINE") not in SUPPORTED_ENGINES or (
         hosts and config["ENGINE"] != "django.db.backends.postgresql"
     ):
@@ -256,11 +338,7 @@ def database_from_url(url: str) -> dict:
             config["PORT"] = ",".join(ports) if any(ports) else ""
         # Django's backend with a bounded pool per process (#11).
         config["ENGINE"] = "counterproject.postgresql"
-        config["OPTIONS"] = {
-            **POSTGRES_OPTIONS,
-            **POOL_OPTIONS,
-            **config.get("OPTIONS", {}),
-        }
+        config["OPTIONS"] = {**POSTGRES_OPTIONS, **config.get("OPTIONS", {}), **pool}
         check_libpq_options(config)
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # sqlite:///name is relative to the project, sqlite:////name absolute.

@@ -5,3 +5,7 @@ class CountersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "counters"
     verbose_name = "Counters"
+
+    def ready(self) -> None:
+        # Registers the deployment's checks (the pool's fit, #23).
+        from counterproject import checks  # noqa: F401

@@ -121,7 +121,7 @@ def test_postgres_url_takes_connections_from_a_bounded_pool(scheme):
     )
     # Not kept by a thread, but returned to the process's pool (#11).
     assert config["CONN_MAX_AGE"] == 0
-    assert config["OPTIONS"]["pool_size"] == 32
+    assert config["OPTIONS"]["pool_size"] == 16
 
 
 def test_postgres_url_names_several_servers_as_libpq_does():
@@ -141,7 +141,7 @@ def test_postgres_url_names_several_servers_as_libpq_does():
     assert config["OPTIONS"]["target_session_attrs"] == "read-write"
     # The URL's parameters win over the project's defaults.
     assert config["OPTIONS"]["connect_timeout"] == 2
-    assert config["OPTIONS"]["pool_size"] == 32
+    assert config["OPTIONS"]["pool_size"] == 16
     assert "lock_timeout" in config["OPTIONS"]["options"]
 
 

@@ -29,7 +29,7 @@ from .conftest import database_url, stored_value, wait_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 WORKERS = 2
-POOL_SIZE = 32  # settings.POOL_OPTIONS
+POOL_SIZE = 16  # settings.POOL_OPTIONS
 KINDS = {
     "gthread-4": {"threads": 4, "args": ("--worker-class", "gthread")},
     "gthread-16": {"threads": 16, "args": ("--worker-class", "gthread")},

@@ -7,11 +7,13 @@ except that a connection closed at the end of a request goes back to a pool
 of at most ``OPTIONS["pool_size"]`` connections instead of to the server. A
 request that needs a connection while all are in use waits for one, up to
 ``OPTIONS["pool_timeout"]`` seconds, and then fails with a database error
-(a 503).
+(a 503). A connection goes back reset to the state it had when it was opened
+(``DISCARD ALL``), and is closed once ``OPTIONS["pool_max_age"]`` seconds
+old (#23).
 
 Django's persistent connections belong to a thread (or a greenlet, or an
 ASGI request's thread): under gevent or ASGI a worker would hold one
-connection per concurrent request, and enough clients exhaust the server's
+connection per concurrent client, and enough clients exhaust the server's
 ``max_connections`` (#11). The pool bounds a worker whatever its kind.
 Django pools connections itself only with psycopg 3; this project keeps
 psycopg2, whose gevent support (psycogreen) it uses.
@@ -19,6 +21,7 @@ psycopg2, whose gevent support (psycogreen) it uses.
 
 import select
 import threading
+import time
 import weakref
 from collections import deque
 
@@ -28,17 +31,25 @@ from django.db.backends.postgresql import base
 from psycopg2 import Error as DriverError
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
-POOL_OPTIONS = ("pool_size", "pool_timeout")
+POOL_OPTIONS = ("pool_size", "pool_timeout", "pool_max_age")
+
+# Everything a request can leave in its session: settings (SET), advisory
+# locks, temporary tables, prepared statements, open cursors, LISTEN. The
+# session's settings go back to those it started with, libpq's ``options``
+# among them.
+RESET = "DISCARD ALL"
 
 
 class Pool:
     """At most ``size`` connections to one database, reused most recent first."""
 
-    def __init__(self, size: int, timeout: float) -> None:
+    def __init__(self, size: int, timeout: float, max_age: float) -> None:
         self.size = size
         self.timeout = timeout
+        self.max_age = max_age
         self._slots = threading.BoundedSemaphore(size)
-        self._idle: deque = deque()  # append and pop are atomic
+        # (connection, when it was opened); append and pop are atomic.
+        self._idle: deque = deque()
         self.closed = False
 
     def get(self, connect):
@@ -50,47 +61,80 @@ class Pool:
             )
         lease = _Lease(self._slots)
         try:
-            while self._idle:
-                connection = self._idle.pop()
-                if _alive(connection):
+            while (idle := self._pop_idle()) is not None:
+                connection, lease.opened = idle
+                if self._young(lease.opened) and _alive(connection):
                     return connection, lease
                 _discard(connection)
+            lease.opened = time.monotonic()
             return connect(), lease
         except BaseException:
             lease.release()
             raise
 
     def put(self, connection, lease: "_Lease") -> None:
-        """Take ``connection`` back; keep it only if it is idle and healthy."""
+        """Take ``connection`` back; keep it only if it is healthy and resets."""
         try:
-            if (
-                self.closed
-                or connection.closed
-                or connection.info.transaction_status != TRANSACTION_STATUS_IDLE
-            ):
-                _discard(connection)
+            if self._reusable(connection, lease.opened) and self.reset(connection):
+                self._idle.append((connection, lease.opened))
+                if self.closed:  # closed while this one was being reset
+                    self.close()
             else:
-                self._idle.append(connection)
+                _discard(connection)
         finally:
             lease.release()
+
+    def reset(self, connection) -> bool:
+        """Return the session to its state at connect; False if that failed."""
+        try:
+            # DISCARD ALL cannot run in a transaction block, which psycopg2
+            # opens before a statement unless in autocommit. Django sets the
+            # mode again when it hands the connection out.
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute(RESET)
+        except DriverError:
+            return False
+        return True
 
     def close(self) -> None:
         """Close the idle connections; those in use close when put back."""
         self.closed = True
-        while self._idle:
-            _discard(self._idle.pop())
+        while (idle := self._pop_idle()) is not None:
+            _discard(idle[0])
+
+    def _pop_idle(self) -> tuple | None:
+        # Not "while self._idle: pop()": another thread can take the last
+        # one between the test and the pop.
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return None
+
+    def _young(self, opened: float) -> bool:
+        return time.monotonic() - opened < self.max_age
+
+    def _reusable(self, connection, opened: float) -> bool:
+        return (
+            not self.closed
+            and not connection.closed
+            and connection.info.transaction_status == TRANSACTION_STATUS_IDLE
+            and self._young(opened)
+        )
 
 
 class _Lease:
     """
     A pool slot, given back once: when its connection is put back, or when
-    its holder is dropped without closing it (a thread that ended).
+    its holder is dropped without closing it (a thread that ended). It
+    carries when its connection was opened.
     """
 
-    __slots__ = ("__weakref__", "release")
+    __slots__ = ("__weakref__", "opened", "release")
 
     def __init__(self, slots: threading.BoundedSemaphore) -> None:
         self.release = weakref.finalize(self, slots.release)
+        self.opened = 0.0
 
 
 def _alive(connection) -> bool:
@@ -112,6 +156,28 @@ def _discard(connection) -> None:
         pass
 
 
+def _check_pool_options(options: dict) -> None:
+    """Refuse pool options that would fail only once the pool is in use."""
+    size = options.get("pool_size")
+    seconds = [options.get("pool_timeout"), options.get("pool_max_age")]
+    # settings.database_from_url reads them from text; a hand-written
+    # DATABASES could still hold "2.5" (a TypeError when the pool is full)
+    # or a wait longer than a lock can (an OverflowError).
+    if not (
+        type(size) is int
+        and size >= 1
+        and all(
+            type(value) in (int, float) and 0 < value <= threading.TIMEOUT_MAX
+            for value in seconds
+        )
+    ):
+        raise ImproperlyConfigured(
+            "A pooled database needs OPTIONS pool_size (a whole number, 1 or "
+            "more), pool_timeout and pool_max_age (seconds above 0), not "
+            f"{options!r}."
+        )
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
     _pools: dict[tuple, Pool] = {}
     _pools_lock = threading.Lock()
@@ -119,7 +185,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._checkout: tuple[Pool, _Lease] | None = None
-        if self._pool_options() and self.settings_dict.get("CONN_MAX_AGE"):
+        options = self._pool_options()
+        if options:
+            _check_pool_options(options)
+        if options and self.settings_dict.get("CONN_MAX_AGE"):
             # A persistent connection would hold its pool slot forever.
             raise ImproperlyConfigured(
                 "A pooled database needs CONN_MAX_AGE = 0: its connections go "
@@ -134,21 +203,32 @@ class DatabaseWrapper(base.DatabaseWrapper):
         params = super().get_connection_params()
         for key in POOL_OPTIONS:
             params.pop(key, None)
+        if self._pool_options() and self.timezone_name:
+            # The reset sets a session back to its startup parameters: with
+            # Django's time zone among them, it survives the reset, and no
+            # SET TIME ZONE follows each one (Django sets the zone whenever
+            # the server reports another).
+            zone = self.timezone_name.replace("\\", "\\\\").replace(" ", "\\ ")
+            options = f"{params.get('options', '')} -c TimeZone={zone}"
+            params["options"] = options.strip()
         return params
 
     def _pool(self, params: dict) -> Pool | None:
         options = self._pool_options()
         if self.alias == base.NO_DB_ALIAS or not options:
             return None
-        # Keyed by the parameters too: the test runner renames the database.
-        key = (self.alias, repr(sorted(params.items())))
+        # Keyed by the parameters too (the test runner renames the database),
+        # and by the pool's own options.
+        key = (self.alias, repr(sorted({**params, **options}.items())))
         pool = self._pools.get(key)
         if pool is None or pool.closed:
             with self._pools_lock:
                 pool = self._pools.get(key)
                 if pool is None or pool.closed:
                     pool = self._pools[key] = Pool(
-                        options.get("pool_size", 32), options.get("pool_timeout", 10)
+                        options["pool_size"],
+                        options["pool_timeout"],
+                        options["pool_max_age"],
                     )
         return pool
 
