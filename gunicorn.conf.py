@@ -205,28 +205,19 @@ def post_worker_init(worker):
         from psycogreen.gevent import patch_psycopg
 
         patch_psycopg()
-        import gevent
+        from counterproject.turnstile import Turnstile
 
-        worker.after_request = gevent.idle
+        worker.after_request = Turnstile().wait
 
 
 def post_request(worker, req, environ, resp):
     """
-    Under gevent, let every other connection of the worker go first after
-    each request (#23).
-
-    A greenlet switches only when it would wait. One that serves a kept-alive
-    connection whose next request has already arrived never waits: while its
-    answers need no I/O (a 405, a 404, a static file), it serves that one
-    client for as long as the client keeps asking, and every other
-    connection of the worker, the listening socket included, starves (10
-    clients of ``GET /`` got 0 answers in 5 s beside a flood of 405s).
-    ``gevent.idle()`` resumes this greenlet only once the worker has nothing
-    else ready to run: a client that sends request after request goes to the
-    back of the line, behind everyone else. (``gevent.sleep(0)`` only
-    round-robins: in trials it left ``GET /`` a fifth of the rate, at three
-    to four times the p99. docs/benchmarks.md has the fairness table.)
+    Under gevent, let the connections that waited for I/O go first after
+    each request, so that a client flooding cheap requests on kept-alive
+    connections starves no other (#23; counterproject/turnstile.py).
     """
+    # The threaded worker puts a kept-alive connection back in its poller
+    # after each request, and asyncio's loop takes turns: they need nothing.
     after_request = getattr(worker, "after_request", None)
     if after_request is not None:
         after_request()
