@@ -53,6 +53,10 @@ class Action(models.TextChoices):
     # Option changes (#12): old and new value are 0 (off) or 1 (on).
     PUBLIC = "public"
     AUDIT_TAKES = "audit", "record every take"
+    # A prune of the trail itself (#23): old value is how many entries it
+    # removed, new value is empty; the counter is "*" when it pruned every
+    # counter's entries. A prune never removes these records.
+    PRUNE = "prune", "prune history"
 
 
 class CounterEvent(models.Model):
@@ -77,6 +81,11 @@ class CounterEvent(models.Model):
         indexes = [
             models.Index(fields=["counter_name", "-id"], name="event_counter_idx"),
             models.Index(fields=["source", "-id"], name="event_source_idx"),
+            # The admin's action filter, newest first (#23).
+            models.Index(fields=["action", "-id"], name="event_action_idx"),
+            # Pruning finds the entries older than a date without reading
+            # the newer ones; the admin sorts by it (#23).
+            models.Index(fields=["created_at"], name="event_created_idx"),
         ]
         verbose_name = "audit entry"
         verbose_name_plural = "audit trail"

@@ -1,9 +1,12 @@
 """Every read of a counter."""
 
-from django.db.models import QuerySet
+from datetime import datetime
 
-from .exceptions import CounterNotFound, InvalidLimit, not_public
-from .models import INT64_MAX, Counter, CounterEvent
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from .exceptions import CounterNotFound, InvalidLimit, InvalidValue, not_public
+from .models import INT64_MAX, Action, Counter, CounterEvent
 from .parsing import check_name, is_integer
 from .sessions import SessionStore
 
@@ -52,3 +55,39 @@ def counter_history(name: str, *, limit: int = 20) -> list[CounterEvent]:
     if not events and not Counter.objects.filter(name=name).exists():
         raise CounterNotFound(f"There is no counter named {name!r}.")
     return events
+
+
+def counter_history_before(
+    name: str | None, *, before: datetime
+) -> QuerySet[CounterEvent]:
+    """
+    Return the audit entries older than ``before`` that a prune would remove.
+
+    ``name`` ``None`` stands for every counter. The records of earlier prunes
+    are never among them. A name with neither a counter nor a history raises
+    ``CounterNotFound``; a cut-off in the future raises ``InvalidValue``.
+    """
+    if name is not None:
+        check_name(name)
+    if not isinstance(before, datetime) or timezone.is_naive(before):
+        raise InvalidValue(
+            f"The cut-off must be a date and time with a time zone, not {before!r}."
+        )
+    if before > timezone.now():
+        # Such a cut-off would take what is recorded while the prune runs:
+        # more likely a slip of the keyboard than a wish.
+        raise InvalidValue(
+            f"The cut-off {before.isoformat(timespec='seconds')} is in the "
+            "future: give a moment that has passed."
+        )
+    entries = CounterEvent.objects.filter(created_at__lt=before).exclude(
+        action=Action.PRUNE
+    )
+    if name is None:
+        return entries
+    if not (
+        Counter.objects.filter(name=name).exists()
+        or CounterEvent.objects.filter(counter_name=name).exists()
+    ):
+        raise CounterNotFound(f"There is no counter named {name!r}.")
+    return entries.filter(counter_name=name)

@@ -119,10 +119,16 @@ def test_a_stale_change_form_does_not_undo_takes(counters, django_user_model):
 
     def take_many(_):
         start.wait()
-        try:
-            return [counter_take("alpha") for _ in range(takers // 20)]
-        finally:
-            connection.close()
+        numbers = []
+        for _ in range(takers // 20):
+            try:
+                numbers.append(counter_take("alpha"))
+            finally:
+                # As at the end of a request: the connection goes back to
+                # the pool (16 a process), which 20 threads holding one
+                # each for all their takes would overrun.
+                connection.close()
+        return numbers
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         taken = [n for chunk in pool.map(take_many, range(20)) for n in chunk]

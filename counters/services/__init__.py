@@ -6,6 +6,7 @@ Every write: the rules of changing a counter, stated once.
 - ``changes``: the other changes staff and operators make (increment,
   decrement, set, reset, create, configure, delete);
 - ``visitors``: each visitor's own counter, kept in their session;
+- ``history``: pruning the audit trail, in batches that lock no counter;
 - ``rules``: what these share: what a step may be, the signed 64-bit bound,
   the row lock and who gets recorded in the audit trail.
 
@@ -26,6 +27,7 @@ from .changes import (
     counter_set,
     counters_change,
 )
+from .history import counter_history_prune
 from .take import acounter_take, counter_take
 from .visitors import (
     session_counter_decrement,
@@ -39,6 +41,7 @@ __all__ = [
     "counter_create",
     "counter_decrement",
     "counter_delete",
+    "counter_history_prune",
     "counter_increment",
     "counter_reset",
     "counter_set",

@@ -7,10 +7,13 @@ stdout, for scripts; a ``CounterError`` becomes a ``CommandError``: one line
 on stderr, a non-zero exit and nothing changed.
 """
 
+import argparse
 import getpass
 import inspect
 import json
+import re
 import sys
+from datetime import date, datetime, time, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
@@ -19,15 +22,22 @@ from counters.actors import Actor
 from counters.exceptions import CounterError
 from counters.models import Source
 from counters.parsing import parse_integer
-from counters.selectors import counter_get, counter_history, counter_list
+from counters.selectors import (
+    counter_get,
+    counter_history,
+    counter_history_before,
+    counter_list,
+)
 from counters.services import (
     counter_create,
     counter_decrement,
     counter_delete,
+    counter_history_prune,
     counter_increment,
     counter_reset,
     counter_set,
 )
+from counters.services.history import BATCH_SIZE, check_batch_size
 
 HISTORY_LIMIT = 20
 
@@ -48,6 +58,19 @@ def integer(text: str) -> int:
 
 
 integer.__name__ = "int"  # argparse names the type: "invalid int value: 'x'"
+
+DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def day(text: str) -> date:
+    """Return the date ``text`` spells as YYYY-MM-DD, in ASCII digits."""
+    # date.fromisoformat() also takes "20260101" and week dates.
+    if not DAY.fullmatch(text):
+        raise ValueError(f"{text!r} is not a date as YYYY-MM-DD.")
+    return date.fromisoformat(text)
+
+
+day.__name__ = "date"
 
 
 def counter_data(counter) -> dict:
@@ -82,6 +105,16 @@ def yes_no(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
+def entries(count: int) -> str:
+    """Return "1 audit entry", "2 audit entries"."""
+    return f"{count} audit {'entry' if count == 1 else 'entries'}"
+
+
+def scope(name: str | None) -> str:
+    """Return which entries a prune is about: one counter's, or every one's."""
+    return "of every counter" if name is None else f"of counter {name!r}"
+
+
 def shown(value: int | None) -> str:
     """Return an audit value, with "-" where there is none (create, delete)."""
     return "-" if value is None else str(value)
@@ -107,7 +140,7 @@ def one_line(text: str) -> str:
 
 
 class Command(BaseCommand):
-    help = "List, show, create, change, delete named counters and read their history."
+    help = "List, show, create, change and delete counters; read and prune history."
 
     def create_parser(self, prog_name, subcommand, **kwargs):
         parser = super().create_parser(prog_name, subcommand, **kwargs)
@@ -175,6 +208,47 @@ class Command(BaseCommand):
         )
         self.add_json(history)
 
+        prune = actions.add_parser(
+            "prune-history",
+            help="Remove audit entries older than a date or a number of days.",
+        )
+        prune.add_argument(
+            "name", nargs="?", help="Only this counter's entries (default: all)."
+        )
+        cutoff = prune.add_mutually_exclusive_group(required=True)
+        cutoff.add_argument(
+            "--before",
+            type=day,
+            metavar="YYYY-MM-DD",
+            help="Remove the entries older than the start of this day.",
+        )
+        cutoff.add_argument(
+            "--days",
+            type=integer,
+            metavar="N",
+            help="Remove the entries older than N days.",
+        )
+        prune.add_argument(
+            "--yes", action="store_true", help="Remove without asking first."
+        )
+        prune.add_argument(
+            "--batch-size",
+            type=integer,
+            default=BATCH_SIZE,
+            metavar="N",
+            help=f"Remove N entries per transaction (default {BATCH_SIZE}).",
+        )
+        # Also after the action, where it is natural to add: -v 2 prints
+        # each batch.
+        prune.add_argument(
+            "-v",
+            "--verbosity",
+            type=int,
+            choices=[0, 1, 2, 3],
+            default=argparse.SUPPRESS,
+            help="2 or more: print each batch.",
+        )
+
     @staticmethod
     def add_json(parser) -> None:
         parser.add_argument(
@@ -182,7 +256,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, action, **options):
-        handler = getattr(self, f"handle_{action}")
+        handler = getattr(self, f"handle_{action.replace('-', '_')}")
         wanted = inspect.signature(handler).parameters
         try:
             handler(**{key: options[key] for key in wanted})
@@ -270,14 +344,59 @@ class Command(BaseCommand):
     def confirm_delete(self, name) -> bool:
         """Ask on the terminal whether to delete; refuse to guess without one."""
         counter = counter_get(name)  # an unknown name fails before any question
+        return self.ask(
+            f"Delete counter {name!r} (value {counter.value})?",
+            refusal=f"Counter {name!r} was not deleted",
+        )
+
+    def handle_prune_history(self, name, before, days, yes, batch_size, verbosity):
+        cutoff = self.cutoff(before, days)
+        check_batch_size(batch_size)
+        if not yes:
+            # An unknown name or a future cut-off fails before any question.
+            count = counter_history_before(name, before=cutoff).count()
+            question = f"Remove {entries(count)} older than {when(cutoff)}"
+            refusal = "Nothing was removed"
+            if not self.ask(f"{question} {scope(name)}?", refusal=refusal):
+                self.stdout.write("Nothing was removed.")
+                return
+        batches = 0
+
+        def progress(count: int) -> None:
+            nonlocal batches
+            batches += 1
+            self.stdout.write(f"Batch {batches}: removed {entries(count)}.")
+
+        removed = counter_history_prune(
+            name,
+            before=cutoff,
+            actor=shell_actor(),
+            batch_size=batch_size,
+            progress=progress if verbosity >= 2 else None,
+        )
+        self.stdout.write(
+            f"Removed {entries(removed)} older than {when(cutoff)} {scope(name)}."
+        )
+
+    @staticmethod
+    def cutoff(before: date | None, days: int | None) -> datetime:
+        """Return the moment --before or --days names, in the current time zone."""
+        if before is not None:
+            return timezone.make_aware(datetime.combine(before, time.min))
+        if days < 1:
+            raise CommandError(f"The number of days must be positive, not {days}.")
+        try:
+            return timezone.now() - timedelta(days=days)
+        except OverflowError:
+            raise CommandError(f"{days} days ago is before the year 1.") from None
+
+    def ask(self, question: str, *, refusal: str) -> bool:
+        """Ask ``question`` on the terminal; refuse to guess without one."""
         if not sys.stdin.isatty():
             raise CommandError(
-                f"Counter {name!r} was not deleted: there is no terminal to "
-                "confirm on, so pass --yes."
+                f"{refusal}: there is no terminal to confirm on, so pass --yes."
             )
-        self.stdout.write(
-            f"Delete counter {name!r} (value {counter.value})? [y/N] ", ending=""
-        )
+        self.stdout.write(f"{question} [y/N] ", ending="")
         self.stdout.flush()
         try:
             answer = sys.stdin.readline()
