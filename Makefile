@@ -44,8 +44,12 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest --database=sqlite $(PYTEST_ARGS) && exit $$postgresql
 
 # Measure the take against the database's limit; writes docs/benchmarks.md.
+# Then fairness under a keep-alive flood: docs/data/fairness.json, rendered
+# into docs/fairness.md and its plot.
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/fairness.py
+	$(BIN)/python bench/render_fairness.py
 
 # Measure what a synchronous standby costs the take; writes
 # docs/benchmarks-replication.md.

@@ -9,16 +9,20 @@ the take, first alone and then beside a flood of 100 kept-alive connections
 asking for (a) GET on the take's URL (a 405), (b) a static file, (c) takes.
 Each of the 10 clients is a wrk process of its own with one connection, so
 that each client's answers and p99 are its own; the flood is one more wrk.
-The flood's own rate is measured alone too, served as configured and served
-without the yield after each request (``gunicorn.conf.py``'s
-``post_request``) that #23 added: the cost of fairness to the flooder.
+The flood's own rate is measured alone too, by turns on two servers up at
+once: one as configured, one without the turnstile after each request
+(``gunicorn.conf.py``'s ``post_request``) that #23 added, so the cost of
+fairness to the flooder is measured, not guessed. Every number a take
+answers is kept, and duplicates are counted.
 Everything runs on loopback; never run it beside another load.
 """
 
 import argparse
+import itertools
 import json
 import os
 import runpy
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,6 +75,8 @@ def start_wrk(url: str, method: str, seconds: float, connections: int):
 
 # CPU seconds the wrk processes used, each read from its own rusage.
 CLIENT_CPU = [0.0]
+# Every number a take answered, over the loads of one server.
+ANSWERED: list[int] = []
 
 
 def finish_wrk(process, out: Path) -> dict:
@@ -78,8 +84,9 @@ def finish_wrk(process, out: Path) -> dict:
     _, status, usage = os.wait4(process.pid, 0)  # wrk ends by itself (-d)
     process.returncode = os.waitstatus_to_exitcode(status)
     CLIENT_CPU[0] += usage.ru_utime + usage.ru_stime
-    text = out.read_text().split("\nnumbers\n")[0]
+    text, numbers = out.read_text().split("\nnumbers\n")
     out.unlink()
+    ANSWERED.extend(int(number) for number in numbers.split())
     fields = dict(line.split() for line in text.splitlines())
     seconds = int(fields["duration_us"]) / 1e6
     answered = int(fields["requests"])
@@ -115,30 +122,66 @@ def flood_alone(base_url: str, flood: str, seconds: float) -> float:
     return finish_wrk(*start_wrk(f"{base_url}{path}", method, seconds, FLOOD))["rps"]
 
 
-def measure_kind(env: dict, kind: dict, log: Path, args, *, fair: bool) -> dict:
-    """Serve one kind (as configured, or without the yield) and measure it."""
-    extra = [] if fair else ["-c", str(UNFAIR_CONFIG)]
-    server = serve(env, log, threads=kind["threads"], args=[*extra, *kind["args"]])
-    base_url = server.base_url
+def measure_kind(env: dict, kind: dict, work: Path, args) -> dict:
+    """
+    Serve one kind as configured and without the yield, side by side, and
+    measure both.
+
+    The floods alone take turns on the two servers, round after round, after
+    a warm-up of each, so that a slow moment of this shared machine slows
+    both alike; the clients beside each flood load the configured server.
+    """
+    servers = {
+        fair: serve(
+            env,
+            work / f"{'fair' if fair else 'unfair'}.log",
+            threads=kind["threads"],
+            args=[*([] if fair else ["-c", str(UNFAIR_CONFIG)]), *kind["args"]],
+        )
+        for fair in (True, False)
+    }
+    ANSWERED.clear()
     try:
-        result = {"flood alone": {}}
-        for flood in FLOODS:
-            result["flood alone"][flood] = flood_alone(base_url, flood, args.seconds)
-        if not fair:
-            return result
+        urls = {fair: server.base_url for fair, server in servers.items()}
+        alone = {fair: {flood: [] for flood in FLOODS} for fair in urls}
+        for fair, flood in itertools.product(urls, FLOODS):  # warm-up
+            flood_alone(urls[fair], flood, 1)
+        for round_ in range(args.rounds):
+            for flood in FLOODS:
+                for fair in sorted(urls, reverse=round_ % 2 == 1):
+                    rate = flood_alone(urls[fair], flood, args.flood_seconds)
+                    alone[fair][flood].append(rate)
+        result = {
+            "fair": {"flood alone": medians(alone[True])},
+            "before #23": {"flood alone": medians(alone[False])},
+        }
         for probe in PROBES:
-            row = result[probe] = {"alone": clients(base_url, probe, args.seconds)}
+            row = result["fair"][probe] = {
+                "alone": clients(urls[True], probe, args.seconds)
+            }
             for flood in FLOODS:
                 method, path = FLOODS[flood]
                 flooding = start_wrk(
-                    f"{base_url}{path}", method, args.seconds + 3, FLOOD
+                    f"{urls[True]}{path}", method, args.seconds + 3, FLOOD
                 )
                 time.sleep(1)
-                row[flood] = clients(base_url, probe, args.seconds)
+                row[flood] = clients(urls[True], probe, args.seconds)
                 row[flood]["flood_rps"] = finish_wrk(*flooding)["rps"]
-        return result
+        return counted(result)
     finally:
-        server.stop()
+        for server in servers.values():
+            server.stop()
+
+
+def medians(rates: dict[str, list[float]]) -> dict[str, float]:
+    return {flood: statistics.median(runs) for flood, runs in rates.items()}
+
+
+def counted(result: dict) -> dict:
+    """Add how many numbers the servers' takes answered, and how many twice."""
+    result["numbers answered"] = len(ANSWERED)
+    result["duplicates"] = len(ANSWERED) - len(set(ANSWERED))
+    return result
 
 
 # gunicorn.conf.py as it was before #23: every hook but the yield.
@@ -170,12 +213,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="short runs")
     parser.add_argument("--seconds", type=float, help="of each load (5; smoke 2)")
+    parser.add_argument("--rounds", type=int, help="of the floods alone (3; smoke 1)")
     parser.add_argument("--kinds", nargs="*", default=list(KINDS), choices=KINDS)
     parser.add_argument(
         "--output", default=str(ROOT / "docs" / "data" / "fairness.json")
     )
     args = parser.parse_args()
     args.seconds = args.seconds or (2 if args.smoke else 5)
+    args.rounds = args.rounds or (1 if args.smoke else 3)
+    args.flood_seconds = min(args.seconds, 3)
     work = Path(tempfile.mkdtemp(prefix="counters-fairness-"))
     pg = PostgresCluster(max_connections=400, durable=True)
     wall = time.monotonic()
@@ -186,14 +232,10 @@ def main() -> None:
         migrate(env["DATABASE_URL"], SECRET_KEY=SECRET)
         results = {}
         for index, name in enumerate(args.kinds):
-            log = work / f"{index}.log"
-            unfair = measure_kind(env, KINDS[name], log, args, fair=False)
-            fair = measure_kind(env, KINDS[name], log, args, fair=True)
-            results[name] = {
-                "fair": fair,
-                "before #23": unfair,
-                "targets": verdicts(fair, unfair),
-            }
+            (work / str(index)).mkdir()
+            result = measure_kind(env, KINDS[name], work / str(index), args)
+            result["targets"] = verdicts(result["fair"], result["before #23"])
+            results[name] = result
     finally:
         pg.destroy()
     # wrk's share of the machine over the whole run, servers' starts included.
@@ -201,6 +243,8 @@ def main() -> None:
     data = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "seconds": args.seconds,
+        "rounds": args.rounds,
+        "flood_seconds": args.flood_seconds,
         "clients": CLIENTS,
         "flood_connections": FLOOD,
         "client_cpu_share": client_cpu,

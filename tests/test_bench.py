@@ -1,5 +1,6 @@
 """The benchmark in smoke mode, so that it cannot rot (no timing asserted)."""
 
+import json
 import os
 import re
 import shutil
@@ -155,3 +156,46 @@ def test_naive_benchmark_runs_end_to_end_with_few_requests():
     # Two masters hold two module-level objects, each counting from 1.
     duplicates = int(cell.fullmatch(rows["module-level object"][4])[1])
     assert duplicates > 0, rows["module-level object"]
+
+
+def test_fairness_benchmark_runs_end_to_end_and_renders(tmp_path):
+    # bench/fairness.py for one worker kind, short loads: every cell of its
+    # JSON is filled, no number was answered twice, and the renderer turns
+    # it into the page and the plot.
+    if shutil.which("wrk") is None:
+        unavailable("wrk is not installed (Debian's package wrk)")
+    output = tmp_path / "fairness.json"
+    result = subprocess.run(
+        [sys.executable, "bench/fairness.py", "--smoke", "--seconds", "1",
+         "--kinds", "gevent (the default)", "--output", str(output)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(output.read_text())
+    [(kind, measured)] = data["kinds"].items()
+    assert kind == "gevent (the default)"
+    fair, before = measured["fair"], measured["before #23"]
+    for run in (fair, before):
+        floods = {"405 on the take's URL", "static file", "takes"}
+        assert set(run["flood alone"]) == floods
+        assert all(rate > 0 for rate in run["flood alone"].values())
+    assert measured["duplicates"] == 0 and measured["numbers answered"] > 0
+    for probe in ("GET /", "take"):
+        assert set(fair[probe]) == {"alone", *fair["flood alone"]}
+        assert fair[probe]["alone"]["least_answered"] > 0
+        for row in fair[probe].values():
+            # Whether every client is answered under a flood is
+            # tests/test_fairness.py's to say, over seconds, not one.
+            assert row["rps"] > 0 and row["p99_ms"] > 0 and row["errors"] == 0
+    assert len(measured["targets"]) == 2 * 3 + 3
+    assert 0 < data["client_cpu_share"] < 1
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from render_fairness import render
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    page = render([output], tmp_path)
+    assert (tmp_path / "fairness.svg").read_text().startswith("<?xml")
+    assert "| gevent (the default) | take |" in page
+    assert "- gevent (the default): 0 of" in page
