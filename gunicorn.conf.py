@@ -196,15 +196,18 @@ def on_exit(server):
 
 
 def post_worker_init(worker):
-    """Make a gevent worker's database waits yield to its other requests."""
+    """
+    Bound every wait of the worker for PostgreSQL, and make a gevent
+    worker's waits and turns fair to its other requests.
+    """
+    # psycopg2 waits through counterproject.postgresql.waiting: each wait
+    # ends at DATABASE_QUERY_DEADLINE, and under gevent it waits on the hub
+    # (inside libpq, one slow query would stall every request of the worker).
+    from counterproject.postgresql.waiting import set_deadline
+
+    set_deadline(_settings.DATABASE_QUERY_DEADLINE)
     monkey = sys.modules.get("gevent.monkey")
     if monkey is not None and monkey.is_module_patched("socket"):
-        # psycopg2 waits for PostgreSQL inside libpq, where gevent cannot
-        # switch: one slow query would stall every request of the worker.
-        # psycogreen's wait callback waits on gevent's hub instead.
-        from psycogreen.gevent import patch_psycopg
-
-        patch_psycopg()
         from counterproject.turnstile import Turnstile
 
         worker.after_request = Turnstile().wait

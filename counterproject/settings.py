@@ -127,14 +127,23 @@ SQLITE_OPTIONS = {
 POSTGRES_OPTIONS = {
     # A database that does not answer turns into an error (and a 503) in
     # seconds instead of a request that hangs, and with it every take
-    # batched behind it: connecting, a dead peer (TCP keepalives), and
-    # waiting for a row lock held elsewhere.
+    # batched behind it (#24; docs/deployment.md, "Network faults"):
+    # connecting (a command's; a server's waits end at
+    # DATABASE_QUERY_DEADLINE, below) ...
     "connect_timeout": 5,
+    # ... data sent and not acknowledged for 10 s (a peer cut off mid-query;
+    # Linux's own retransmissions would take about 15 minutes) ...
+    "tcp_user_timeout": 10_000,
+    # ... an idle connection whose peer is gone: probes after 10 s of
+    # silence, 3 s apart, 3 unanswered (19 s) ...
     "keepalives": 1,
-    "keepalives_idle": 30,
-    "keepalives_interval": 10,
+    "keepalives_idle": 10,
+    "keepalives_interval": 3,
     "keepalives_count": 3,
-    "options": "-c lock_timeout=10s",
+    # ... a row lock held elsewhere; and, on the server, a session left idle
+    # in a transaction (an app server cut off while it held the counter's
+    # row lock) ends after 30 s, letting the lock go.
+    "options": "-c lock_timeout=10s -c idle_in_transaction_session_timeout=30s",
 }
 
 SUPPORTED_ENGINES = {
@@ -184,6 +193,22 @@ def positive_seconds(text: str) -> float:
 
 
 SECONDS = f"seconds above 0 and at most {MAX_POOL_SECONDS} (such as 2.5)"
+
+# Seconds a served request waits for PostgreSQL at most in any one wait,
+# connecting included: a server cut off by the network, or a primary whose
+# synchronous standby is, answers nothing, and no server setting ends that
+# wait (#24; counterproject/postgresql/waiting.py). Above the pool's
+# lock_timeout (10 s), so that a lock wait ends as PostgreSQL's own error.
+# gunicorn's workers apply it; commands (a long migration) wait as long as
+# their statements take.
+DATABASE_QUERY_DEADLINE = 15.0
+if raw_deadline := os.environ.get("DATABASE_QUERY_DEADLINE", "").strip():
+    try:
+        DATABASE_QUERY_DEADLINE = positive_seconds(raw_deadline)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"Set DATABASE_QUERY_DEADLINE to {SECONDS}, not {raw_deadline!r}."
+        ) from None
 # Each pool option: its environment variable, its reader and what it takes.
 POOL_VARIABLES = {
     "pool_size": ("DATABASE_POOL_SIZE", positive_integer, "a whole number, 1 or more"),

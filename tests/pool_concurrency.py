@@ -22,10 +22,6 @@ if MODE == "gevent":
     from gevent import monkey
 
     monkey.patch_all()
-    # psycopg2 then waits for PostgreSQL on gevent's hub, not inside libpq.
-    from psycogreen.gevent import patch_psycopg
-
-    patch_psycopg()
 
 import json  # noqa: E402
 import os  # noqa: E402
@@ -38,6 +34,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "counterproject.settings")
 import django  # noqa: E402
 
 django.setup()
+
+# As gunicorn.conf.py does in each worker: psycopg2 waits through the
+# project's wait callback, on gevent's hub under gevent, and never for long.
+from counterproject.postgresql.waiting import set_deadline  # noqa: E402
+
+set_deadline(15)
 
 from django.db import connection  # noqa: E402
 

@@ -16,7 +16,7 @@ ASGI request's thread): under gevent or ASGI a worker would hold one
 connection per concurrent client, and enough clients exhaust the server's
 ``max_connections`` (#11). The pool bounds a worker whatever its kind.
 Django pools connections itself only with psycopg 3; this project keeps
-psycopg2, whose gevent support (psycogreen) it uses.
+psycopg2, whose wait callback serves gevent and bounded waits (waiting.py).
 """
 
 import select
@@ -38,6 +38,9 @@ POOL_OPTIONS = ("pool_size", "pool_timeout", "pool_max_age")
 # session's settings go back to those it started with, libpq's ``options``
 # among them.
 RESET = "DISCARD ALL"
+
+# The WARNING of a COMMIT whose wait for synchronous replication was cut short.
+SYNC_WAIT_CANCELLED = "canceling wait for synchronous replication"
 
 
 class Pool:
@@ -249,6 +252,20 @@ class DatabaseWrapper(base.DatabaseWrapper):
         pool, lease = checkout
         with self.wrap_database_errors:
             pool.put(self.connection, lease)
+
+    def _commit(self):
+        if self.connection is None:
+            return super()._commit()
+        # A wait for a synchronous standby that is cancelled (by an operator,
+        # or a server's timeout) ends in a WARNING, and the COMMIT succeeds:
+        # committed here, perhaps on no standby. A failover would lose it,
+        # and its numbers would be handed out again: not an answer (#24).
+        del self.connection.notices[:]
+        super()._commit()
+        if any(SYNC_WAIT_CANCELLED in notice for notice in self.connection.notices):
+            raise OperationalError(
+                "The commit was not confirmed by the synchronous standby."
+            )
 
     def close_if_health_check_failed(self):
         if self._checkout is not None:

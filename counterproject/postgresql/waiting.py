@@ -1,0 +1,78 @@
+"""
+Every wait for PostgreSQL ends within a deadline (#24).
+
+A server that crashed refuses connections at once; one cut off by the
+network does not answer at all, and a primary whose synchronous standby is
+cut off holds every COMMIT until the standby comes back, perhaps never. Server
+settings (``lock_timeout``, ``statement_timeout``) cannot end those waits, and
+TCP keepalives end only some, after tens of seconds. So psycopg2 is made to
+wait through this module (its wait callback, as psycogreen does for gevent):
+each wait for the server, connecting included, ends after ``deadline``
+seconds with ``ServerSilent``, an OperationalError, which the project answers
+with a 503. psycopg2 then closes the connection, and the pool drops it.
+
+A COMMIT cut short that way may still have committed on the server: what the
+take did is then unknown, and it is not answered as a number (nothing handed
+out twice). Under gevent the wait yields to the worker's other greenlets.
+"""
+
+import select
+import sys
+import time
+
+from psycopg2 import OperationalError as DriverOperationalError
+from psycopg2 import extensions
+
+# Seconds; settings.py sets it from DATABASE_QUERY_DEADLINE (the pool's
+# backend, on its first connection).
+DEADLINE = {"seconds": 15.0}
+
+
+class ServerSilent(DriverOperationalError):
+    """PostgreSQL did not answer within the deadline."""
+
+
+def set_deadline(seconds: float) -> None:
+    """Make every wait of psycopg2 for the server end within ``seconds``."""
+    DEADLINE["seconds"] = seconds
+    if extensions.get_wait_callback() is not wait:
+        extensions.set_wait_callback(wait)
+
+
+def wait(connection) -> None:
+    """psycopg2's wait callback: poll until done, or raise ServerSilent."""
+    seconds = DEADLINE["seconds"]
+    deadline = time.monotonic() + seconds
+    while True:
+        state = connection.poll()
+        if state == extensions.POLL_OK:
+            return
+        if state == extensions.POLL_READ:
+            reading = True
+        elif state == extensions.POLL_WRITE:
+            reading = False
+        else:
+            raise DriverOperationalError(f"Unexpected poll state {state!r}.")
+        left = deadline - time.monotonic()
+        if left <= 0 or not _ready(connection.fileno(), reading, left):
+            raise ServerSilent(
+                f"The database did not answer within {seconds:g} s "
+                "(DATABASE_QUERY_DEADLINE)."
+            )
+
+
+def _ready(fd: int, reading: bool, seconds: float) -> bool:
+    """Wait until ``fd`` can be read (or written); False after ``seconds``."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("socket"):
+        # A gevent worker: wait on its hub, so that its other greenlets run.
+        from gevent.socket import wait_read, wait_write
+
+        try:
+            (wait_read if reading else wait_write)(fd, timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
+    poller = select.poll()  # not select.select: a worker's fds pass 1024
+    poller.register(fd, select.POLLIN if reading else select.POLLOUT)
+    return bool(poller.poll(seconds * 1000))
