@@ -125,6 +125,17 @@ def _unprivileged() -> dict:
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
+def _in_netns(netns: str, command: list[str], popen: dict) -> list[str]:
+    """Return ``command`` run in the network namespace ``netns`` as ``popen``'s user."""
+    # ip netns exec needs root, so the drop to the user comes after it; both
+    # exec, so the server keeps the pid mirakuru started.
+    drop = []
+    if popen:
+        ids = [f"--reuid={popen['user']}", f"--regid={popen['group']}"]
+        drop = ["setpriv", *ids, "--clear-groups", "--"]
+    return ["ip", "netns", "exec", netns, *drop, *command]
+
+
 class PostgresCluster:
     """A fresh PostgreSQL cluster with trust authentication on loopback."""
 
@@ -134,9 +145,14 @@ class PostgresCluster:
         max_connections: int = 300,
         durable: bool = False,
         settings: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
     ) -> None:
         self.bindir = _pg_bindir()
-        self.host = "127.0.0.1"
+        self.host = host
+        # The network namespace the server runs in (netfaults, #24); the
+        # client tools stay in this one and reach it at ``host``.
+        self.netns = netns
         self.port = port_for.select_random()
         self.user = "postgres" if os.geteuid() == 0 else getpass.getuser()
         self.dir = Path(tempfile.mkdtemp(prefix="counters-pg-"))
@@ -204,6 +220,9 @@ class PostgresCluster:
             *("-k", str(self.dir)),
             *(arg for item in settings.items() for arg in ("-c", "=".join(item))),
         ]
+        popen = self._popen
+        if self.netns is not None:
+            command, popen = _in_netns(self.netns, command, popen), {}
         self._executor = LoggedTCPExecutor(
             command,
             log=self.log,
@@ -212,7 +231,7 @@ class PostgresCluster:
             timeout=60,
             # SIGINT is PostgreSQL's fast shutdown: it ends open sessions.
             stop_signal=signal.SIGINT,
-            popen_kwargs=self._popen,
+            popen_kwargs=popen,
         )
         self._executor.start()
         self._wait_until_ready()
