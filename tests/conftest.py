@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from counterproject.settings import database_from_url, redis_cache
-from counterproject.testing import servers
+from counterproject.testing import netfaults, servers
 from counterproject.testing.servers import PostgresCluster, RedisServer, gunicorn
 from counters.models import GLOBAL, Counter
 
@@ -143,6 +143,16 @@ def redis_outage_server() -> Iterator[RedisServer]:
     server = started(RedisServer(), "Redis")
     yield server
     server.destroy()
+
+
+@pytest.fixture
+def network() -> Iterator[netfaults.Network]:
+    """Return a network fault harness of the test's own, closed after it (#24)."""
+    ok, reason = netfaults.available()
+    if not ok:
+        unavailable(f"The network fault harness cannot run: {reason}")
+    with netfaults.Network() as harness:
+        yield harness
 
 
 @pytest.fixture

@@ -28,14 +28,6 @@ STANDBY = "standby"  # its cluster_name, and so its application_name
 REPLY = 50_000  # characters in each answer of the traffic on a faulty link
 
 
-@pytest.fixture
-def network():
-    """Return a fault harness of the test's own, closed after the test."""
-    usable()
-    with netfaults.Network() as network:
-        yield network
-
-
 def usable() -> None:
     ok, reason = netfaults.available()
     if not ok:

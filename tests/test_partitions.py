@@ -1,0 +1,302 @@
+"""
+Network faults under load from two app servers (#24): PostgreSQL or Redis
+cut off for longer than the bounds, then healed.
+
+PostgreSQL and Redis run in network namespaces of their own
+(counterproject.testing.netfaults); the app servers and their clients stay
+in the root namespace. The servers run with short bounds (a 3 s deadline,
+a 2 s wait for the pool), so that a fault outlasts them in seconds.
+Checked: 503s during the fault, no request waiting past the bound, takes
+again after it, and of the numbers: none answered twice, no gap among those
+committed, every answered one in the audit trail, real-time order kept.
+"""
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+import requests
+
+from counterproject.testing.servers import migrate
+from counterproject.testing.visitors import Visitor
+from counters.management.commands.loadtest import realtime_violations
+
+from .conftest import started, wait_for
+
+CLIENTS = 8
+DEADLINE, POOL_TIMEOUT = 3, 2
+# The longest a take may wait: its own batch's pool wait and deadline, and
+# those of the batch it waited behind; with a margin for a shared machine.
+# A correctness property of the bounds, not a speed claim.
+BOUND = 2 * (DEADLINE + POOL_TIMEOUT) + 5
+FAULT_SECONDS = 8  # longer than every bound but BOUND itself
+KINDS = {
+    "gevent": ("--worker-class", "gevent"),
+    "gthread": ("--worker-class", "gthread"),
+}
+
+
+@dataclass
+class Sent:
+    began: float
+    ended: float
+    status: int | None  # None: no answer (the client's own timeout)
+    value: int | None
+    clean: bool  # a 200 with a number, or a 503 that says why
+
+
+@dataclass
+class Load:
+    """Client threads taking numbers from two app servers in turn."""
+
+    urls: list[str]
+    path: str = "/api/counters/global/increment/"
+    sent: list[Sent] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self):
+        self.threads = [
+            threading.Thread(target=self._client, args=(n,)) for n in range(CLIENTS)
+        ]
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(60)
+
+    def _client(self, offset: int) -> None:
+        session = requests.Session()
+        deadline = time.monotonic() + 120  # bounded, whatever the test does
+        for n in range(5000):
+            if self.stop.is_set() or time.monotonic() > deadline:
+                return
+            url = self.urls[(offset + n) % len(self.urls)] + self.path
+            began = time.monotonic()
+            try:
+                response = session.post(url, timeout=60)
+            except requests.RequestException:
+                self.sent.append(Sent(began, time.monotonic(), None, None, False))
+                continue
+            self.sent.append(answered(began, response))
+            if response.status_code != 200:
+                time.sleep(0.05)
+
+    def between(self, start: float, end: float) -> list[Sent]:
+        return [s for s in list(self.sent) if start <= s.began and s.ended <= end]
+
+
+def answered(began: float, response: requests.Response) -> Sent:
+    value, clean = None, False
+    if response.status_code == 200:
+        value = response.json().get("value")
+        clean = isinstance(value, int)
+    elif response.status_code == 503:
+        clean = "unavailable" in response.text and "Retry-After" in response.headers
+    return Sent(began, time.monotonic(), response.status_code, value, clean)
+
+
+def show(name: str, load: Load, cut: float, healed: float, capsys) -> None:
+    """Print the run's figures in pytest's output (the closing note's table)."""
+    during = [s for s in load.sent if cut <= s.began < healed]
+    numbers = [s.value for s in load.sent if s.status == 200]
+    history = [(s.began, s.ended, s.value) for s in load.sent if s.status == 200]
+    figures = {
+        "answered": len(numbers),
+        "refused_503_during": sum(s.status == 503 for s in during),
+        "longest_request_during_s": round(
+            max((s.ended - s.began for s in during), default=0), 2
+        ),
+        "duplicates": len(numbers) - len(set(numbers)),
+        "realtime_violations": realtime_violations(history),
+    }
+    with capsys.disabled():
+        print(f"\n{name}: {json.dumps(figures)}")
+
+
+def audited(cluster) -> list[int]:
+    """Return the numbers of global's take entries, as PostgreSQL holds them."""
+    rows = cluster.psql(
+        "SELECT new_value FROM counters_counterevent WHERE action = 'take'"
+        " ORDER BY new_value",
+        "counters",
+    )
+    return [int(row) for row in rows.split()]
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_partitioned_primary_gives_503s_within_the_bound_and_no_number_twice(
+    network, serve, kind, capsys
+):
+    db = network.host("db")
+    cluster = started(network.postgres(db), "PostgreSQL")
+    cluster.create_database("counters")
+    migrate(cluster.url("counters"))
+    env = {
+        "DATABASE_URL": cluster.url("counters"),
+        "DATABASE_QUERY_DEADLINE": str(DEADLINE),
+        "DATABASE_POOL_TIMEOUT": str(POOL_TIMEOUT),
+    }
+    threads = 8 if kind == "gthread" else None
+    with (
+        serve(env, workers=2, threads=threads, args=KINDS[kind]) as first,
+        serve(env, workers=2, threads=threads, args=KINDS[kind]) as second,
+        Load([first, second]) as load,
+    ):
+        assert wait_for(lambda: sum(s.status == 200 for s in load.sent) >= 50)
+        db.link.partition()
+        cut = time.monotonic()  # once every packet is dropped
+        time.sleep(FAULT_SECONDS)
+        healed = time.monotonic()
+        db.link.heal()
+        assert wait_for(
+            lambda: sum(s.status == 200 and s.began > healed for s in load.sent)
+            >= 50,
+            seconds=60,
+        ), "takes did not resume within 60 s of the heal"
+
+    show(f"partition-primary-{kind}", load, cut, healed, capsys)
+    during = load.between(cut, healed)
+    assert during and all(s.status == 503 and s.clean for s in during), during
+    # Sent before the heal: no wait past the bound, and never no answer.
+    before_heal = [s for s in load.sent if s.began < healed]
+    assert max(s.ended - s.began for s in before_heal) < BOUND
+    assert all(s.status in (200, 503) and s.clean for s in load.sent)
+
+    numbers = [s.value for s in load.sent if s.status == 200]
+    assert len(numbers) == len(set(numbers))  # none answered twice
+    committed = audited(cluster)
+    assert committed == list(range(1, len(committed) + 1))  # no gap
+    assert set(numbers) <= set(committed)  # every answered one audited
+    history = [(s.began, s.ended, s.value) for s in load.sent if s.status == 200]
+    assert realtime_violations(history) == 0
+
+
+def visit(url: str, visits: int, answers: list, stop: threading.Event) -> None:
+    """One visitor: increment its own counter ``visits`` times at most."""
+    visitor = Visitor(url)
+    for _ in range(visits):
+        if stop.is_set():
+            return
+        response = visitor.post("/api/me/increment/")
+        answers.append((response.status_code, response.json().get("value")))
+
+
+def test_a_partitioned_redis_costs_the_visitors_counters_nothing(network, serve):
+    db, cache = network.host("db"), network.host("cache")
+    cluster = started(network.postgres(db), "PostgreSQL")
+    cluster.create_database("counters")
+    migrate(cluster.url("counters"))
+    redis = started(network.redis(cache), "Redis")
+    env = {"DATABASE_URL": cluster.url("counters"), "REDIS_URL": redis.url}
+    stop = threading.Event()
+    answers = [[] for _ in range(CLIENTS)]
+    with (
+        serve(env, workers=2, threads=4) as first,
+        serve(env, workers=2, threads=4) as second,
+    ):
+        visitors = [
+            threading.Thread(
+                target=visit, args=([first, second][n % 2], 400, answers[n], stop)
+            )
+            for n in range(CLIENTS)
+        ]
+        for thread in visitors:
+            thread.start()
+        try:
+            assert wait_for(lambda: sum(map(len, answers)) >= 50)
+            keys_before = redis.client().dbsize()
+            cache.link.partition()
+            during = sum(map(len, answers))
+            assert wait_for(lambda: sum(map(len, answers)) >= during + 50, 60), (
+                "the visitors were not answered during the partition"
+            )
+            cache.link.heal()
+            healed = sum(map(len, answers))
+            assert wait_for(lambda: sum(map(len, answers)) >= healed + 50, 60)
+        finally:
+            stop.set()
+            for thread in visitors:
+                thread.join(60)
+        # The cache is used again: the sessions written since are in Redis.
+        assert redis.client().dbsize() >= keys_before > 0
+    for visitor_answers in answers:
+        # Every increment answered, and none lost or counted twice.
+        assert [status for status, _ in visitor_answers] == [200] * len(
+            visitor_answers
+        )
+        values = [value for _, value in visitor_answers]
+        assert values == list(range(1, len(values) + 1))
+
+
+@pytest.mark.postgresql
+def test_a_primary_cut_off_from_its_synchronous_standby_answers_no_take(
+    network, serve, capsys
+):
+    # The app servers still reach the primary; its commits wait for a
+    # standby that does not answer (issue #24, scenario 2(b)).
+    primary_host, standby_host = network.host("primary"), network.host("standby")
+    replication = network.link(primary_host, standby_host)
+    primary = started(
+        network.postgres(
+            primary_host,
+            settings={
+                "synchronous_commit": "on",
+                "wal_sender_timeout": "2s",
+            },
+        ),
+        "PostgreSQL",
+    )
+    primary.create_database("counters")
+    migrate(primary.url("counters"))
+    standby = network.standby(
+        primary,
+        standby_host,
+        replication,
+        settings={"cluster_name": "standby", "wal_receiver_timeout": "2s"},
+    )
+    started(standby, "PostgreSQL standby")
+    primary.psql("ALTER SYSTEM SET synchronous_standby_names = 'standby'")
+    primary.psql("SELECT pg_reload_conf()")
+    env = {
+        "DATABASE_URL": primary.url("counters"),
+        "DATABASE_QUERY_DEADLINE": str(DEADLINE),
+        "DATABASE_POOL_TIMEOUT": str(POOL_TIMEOUT),
+    }
+    with (
+        serve(env, workers=2, threads=None) as first,
+        serve(env, workers=2, threads=None) as second,
+        Load([first, second]) as load,
+    ):
+        assert wait_for(lambda: sum(s.status == 200 for s in load.sent) >= 50)
+        replication.partition()
+        cut = time.monotonic()
+        # Long enough for requests sent once the first waits ended (below)
+        # to end before the heal as well.
+        time.sleep(FAULT_SECONDS + DEADLINE + POOL_TIMEOUT)
+        healed = time.monotonic()
+        replication.heal()
+        assert wait_for(
+            lambda: sum(s.status == 200 and s.began > healed for s in load.sent)
+            >= 50,
+            seconds=60,
+        ), "takes did not resume within 60 s of the heal"
+
+    show("standby-cut-off", load, cut, healed, capsys)
+    during = load.between(cut + DEADLINE + POOL_TIMEOUT, healed)
+    assert during and all(s.status == 503 and s.clean for s in during), during
+    before_heal = [s for s in load.sent if s.began < healed]
+    assert max(s.ended - s.began for s in before_heal) < BOUND
+    numbers = [s.value for s in load.sent if s.status == 200]
+    assert len(numbers) == len(set(numbers))
+    # Every answered number is on the standby: a failover would keep them.
+    assert wait_for(lambda: set(numbers) <= set(audited(standby))), (
+        "answered numbers the standby does not have"
+    )
+    history = [(s.began, s.ended, s.value) for s in load.sent if s.status == 200]
+    assert realtime_violations(history) == 0
