@@ -178,6 +178,10 @@ def django_db_modify_db_settings(request, tmp_path_factory) -> None:
         # needs PostgreSQL itself; every database test does not.
         postgres = request.getfixturevalue("postgres")
         config = database_from_url(postgres.url("counters"))
+        # The suite's own process runs up to 100 threads at once, some holding
+        # their connection across many takes; a gunicorn worker has at most
+        # its GUNICORN_THREADS (16), as many as the production pool.
+        config["OPTIONS"]["pool_size"] = 64
     default = settings.DATABASES["default"]
     # Update in place: Django's connection handler holds this same dict.
     default.update(config)
