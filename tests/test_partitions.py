@@ -55,13 +55,15 @@ class Load:
     """Client threads taking numbers from two app servers in turn."""
 
     urls: list[str]
+    clients: int = CLIENTS
     path: str = "/api/counters/global/increment/"
     sent: list[Sent] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def __enter__(self):
         self.threads = [
-            threading.Thread(target=self._client, args=(n,)) for n in range(CLIENTS)
+            threading.Thread(target=self._client, args=(n,))
+            for n in range(self.clients)
         ]
         for thread in self.threads:
             thread.start()
@@ -301,3 +303,63 @@ def test_a_primary_cut_off_from_its_synchronous_standby_answers_no_take(
     )
     history = [(s.began, s.ended, s.value) for s in load.sent if s.status == 200]
     assert realtime_violations(history) == 0
+
+
+def batches_and_takes(cluster, since: int) -> tuple[int, int]:
+    """Return the transactions and the takes of the audit entries after ``since``."""
+    row = cluster.psql(
+        "SELECT count(DISTINCT xmin::text), count(*) FROM counters_counterevent"
+        f" WHERE action = 'take' AND id > {since}",
+        "counters",
+    )
+    batches, takes = (int(n) for n in row.split("|"))
+    return batches, takes
+
+
+def last_entry(cluster) -> int:
+    """Return the id of the newest audit entry (0 if none)."""
+    sql = "SELECT coalesce(max(id), 0) FROM counters_counterevent"
+    return int(cluster.psql(sql, "counters"))
+
+
+@pytest.mark.postgresql
+def test_a_slow_lossy_database_link_keeps_every_number_and_batches_grow(
+    network, serve, capsys
+):
+    db = network.host("db")
+    cluster = started(network.postgres(db), "PostgreSQL")
+    cluster.create_database("counters")
+    migrate(cluster.url("counters"))
+    env = {"DATABASE_URL": cluster.url("counters")}
+    phases = {}
+    with (
+        serve(env, workers=2, threads=None) as first,
+        serve(env, workers=2, threads=None) as second,
+        # Enough clients that takes queue behind a slow batch (4 workers).
+        Load([first, second], clients=40) as load,
+    ):
+        for phase, fault in (("clean", None), ("slow, lossy", db.link)):
+            if fault is not None:
+                fault.slow("2mbit")
+                fault.lossy(5)
+            since, began = last_entry(cluster), time.monotonic()
+            answered = len(load.sent)
+            time.sleep(FAULT_SECONDS)
+            batches, takes = batches_and_takes(cluster, since)
+            phases[phase] = {
+                "takes_per_s": round(takes / (time.monotonic() - began), 1),
+                "takes_per_batch": round(takes / max(1, batches), 2),
+                "answers": len(load.sent) - answered,
+            }
+        db.link.heal()
+    with capsys.disabled():
+        print(f"\nslow-lossy-link: {json.dumps(phases)}")
+    assert all(s.status in (200, 503) and s.clean for s in load.sent)
+    numbers = [s.value for s in load.sent if s.status == 200]
+    assert len(numbers) == len(set(numbers))
+    committed = audited(cluster)
+    assert committed == list(range(1, len(committed) + 1))
+    assert set(numbers) <= set(committed)
+    history = [(s.began, s.ended, s.value) for s in load.sent if s.status == 200]
+    assert realtime_violations(history) == 0
+    assert phases["slow, lossy"]["answers"] > 0
