@@ -23,8 +23,8 @@ import time
 from psycopg2 import OperationalError as DriverOperationalError
 from psycopg2 import extensions
 
-# Seconds; settings.py sets it from DATABASE_QUERY_DEADLINE (the pool's
-# backend, on its first connection).
+# Seconds; gunicorn.conf.py sets it from DATABASE_QUERY_DEADLINE in each
+# worker, and with it how a wait is done: on gevent's hub or with poll().
 DEADLINE = {"seconds": 15.0}
 
 
@@ -33,8 +33,20 @@ class ServerSilent(DriverOperationalError):
 
 
 def set_deadline(seconds: float) -> None:
-    """Make every wait of psycopg2 for the server end within ``seconds``."""
+    """
+    Make every wait of psycopg2 for the server end within ``seconds``.
+
+    Call it once the process is what it will be: a gevent worker after
+    gevent has patched it, so that its waits go through the hub.
+    """
     DEADLINE["seconds"] = seconds
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("socket"):
+        from gevent.socket import wait_read, wait_write
+
+        _WAITS.update(read=wait_read, write=wait_write)
+    else:
+        _WAITS.update(read=_poll_read, write=_poll_write)
     if extensions.get_wait_callback() is not wait:
         extensions.set_wait_callback(wait)
 
@@ -63,16 +75,28 @@ def wait(connection) -> None:
 
 def _ready(fd: int, reading: bool, seconds: float) -> bool:
     """Wait until ``fd`` can be read (or written); False after ``seconds``."""
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None and monkey.is_module_patched("socket"):
-        # A gevent worker: wait on its hub, so that its other greenlets run.
-        from gevent.socket import wait_read, wait_write
+    try:
+        _WAITS["read" if reading else "write"](fd, timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
 
-        try:
-            (wait_read if reading else wait_write)(fd, timeout=seconds)
-        except TimeoutError:
-            return False
-        return True
+
+def _poll(fd: int, events: int, timeout: float) -> None:
     poller = select.poll()  # not select.select: a worker's fds pass 1024
-    poller.register(fd, select.POLLIN if reading else select.POLLOUT)
-    return bool(poller.poll(seconds * 1000))
+    poller.register(fd, events)
+    if not poller.poll(timeout * 1000):
+        raise TimeoutError
+
+
+def _poll_read(fd: int, *, timeout: float) -> None:
+    _poll(fd, select.POLLIN, timeout)
+
+
+def _poll_write(fd: int, *, timeout: float) -> None:
+    _poll(fd, select.POLLOUT, timeout)
+
+
+# How a wait is done, chosen once by set_deadline: on gevent's hub in a
+# gevent worker (so that its other greenlets run), else with poll().
+_WAITS = {"read": _poll_read, "write": _poll_write}
