@@ -133,6 +133,47 @@ def audited(cluster) -> list[int]:
     return [int(row) for row in rows.split()]
 
 
+def counters_database(cluster) -> str:
+    """Create the migrated database ``counters`` on ``cluster``; return its URL."""
+    cluster.create_database("counters")
+    migrate(cluster.url("counters"))
+    return cluster.url("counters")
+
+
+def cut_off(load: Load, link) -> tuple[float, float]:
+    """
+    Cut ``link`` for FAULT_SECONDS once takes flow, heal it and wait until
+    they flow again; return when it was cut and when healed.
+    """
+    assert wait_for(lambda: sum(s.status == 200 for s in load.sent) >= 50)
+    link.partition()
+    cut = time.monotonic()  # once every packet is dropped
+    time.sleep(FAULT_SECONDS)
+    healed = time.monotonic()
+    link.heal()
+    assert wait_for(
+        lambda: sum(s.status == 200 and s.began > healed for s in load.sent) >= 50,
+        seconds=60,
+    ), "takes did not resume within 60 s of the heal"
+    return cut, healed
+
+
+def answered_once_in_order(load: Load) -> list[int]:
+    """Check that no number was answered twice or out of real-time order."""
+    numbers = [s.value for s in load.sent if s.status == 200]
+    assert len(numbers) == len(set(numbers))  # none answered twice
+    history = [(s.began, s.ended, s.value) for s in load.sent if s.status == 200]
+    assert realtime_violations(history) == 0
+    return numbers
+
+
+def assert_committed_without_gap(numbers: list[int], cluster) -> None:
+    """Check the committed takes: 1..N, the answered ones among them."""
+    committed = audited(cluster)
+    assert committed == list(range(1, len(committed) + 1))  # no gap
+    assert set(numbers) <= set(committed)  # every answered one audited
+
+
 @pytest.mark.postgresql
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_partitioned_primary_gives_503s_within_the_bound_and_no_number_twice(
@@ -140,10 +181,8 @@ def test_a_partitioned_primary_gives_503s_within_the_bound_and_no_number_twice(
 ):
     db = network.host("db")
     cluster = started(network.postgres(db), "PostgreSQL")
-    cluster.create_database("counters")
-    migrate(cluster.url("counters"))
     env = {
-        "DATABASE_URL": cluster.url("counters"),
+        "DATABASE_URL": counters_database(cluster),
         "DATABASE_QUERY_DEADLINE": str(DEADLINE),
         "DATABASE_POOL_TIMEOUT": str(POOL_TIMEOUT),
     }
@@ -153,17 +192,7 @@ def test_a_partitioned_primary_gives_503s_within_the_bound_and_no_number_twice(
         serve(env, workers=2, threads=threads, args=KINDS[kind]) as second,
         Load([first, second]) as load,
     ):
-        assert wait_for(lambda: sum(s.status == 200 for s in load.sent) >= 50)
-        db.link.partition()
-        cut = time.monotonic()  # once every packet is dropped
-        time.sleep(FAULT_SECONDS)
-        healed = time.monotonic()
-        db.link.heal()
-        assert wait_for(
-            lambda: sum(s.status == 200 and s.began > healed for s in load.sent)
-            >= 50,
-            seconds=60,
-        ), "takes did not resume within 60 s of the heal"
+        cut, healed = cut_off(load, db.link)
 
     show(f"partition-primary-{kind}", load, cut, healed, capsys)
     during = load.between(cut, healed)
@@ -172,14 +201,7 @@ def test_a_partitioned_primary_gives_503s_within_the_bound_and_no_number_twice(
     before_heal = [s for s in load.sent if s.began < healed]
     assert max(s.ended - s.began for s in before_heal) < BOUND
     assert all(s.status in (200, 503) and s.clean for s in load.sent)
-
-    numbers = [s.value for s in load.sent if s.status == 200]
-    assert len(numbers) == len(set(numbers))  # none answered twice
-    committed = audited(cluster)
-    assert committed == list(range(1, len(committed) + 1))  # no gap
-    assert set(numbers) <= set(committed)  # every answered one audited
-    history = [(s.began, s.ended, s.value) for s in load.sent if s.status == 200]
-    assert realtime_violations(history) == 0
+    assert_committed_without_gap(answered_once_in_order(load), cluster)
 
 
 def visit(url: str, visits: int, answers: list, stop: threading.Event) -> None:
@@ -195,10 +217,8 @@ def visit(url: str, visits: int, answers: list, stop: threading.Event) -> None:
 def test_a_partitioned_redis_costs_the_visitors_counters_nothing(network, serve):
     db, cache = network.host("db"), network.host("cache")
     cluster = started(network.postgres(db), "PostgreSQL")
-    cluster.create_database("counters")
-    migrate(cluster.url("counters"))
     redis = started(network.redis(cache), "Redis")
-    env = {"DATABASE_URL": cluster.url("counters"), "REDIS_URL": redis.url}
+    env = {"DATABASE_URL": counters_database(cluster), "REDIS_URL": redis.url}
     stop = threading.Event()
     answers = [[] for _ in range(CLIENTS)]
     with (
@@ -257,8 +277,7 @@ def test_a_primary_cut_off_from_its_synchronous_standby_answers_no_take(
         ),
         "PostgreSQL",
     )
-    primary.create_database("counters")
-    migrate(primary.url("counters"))
+    url = counters_database(primary)
     standby = network.standby(
         primary,
         standby_host,
@@ -269,7 +288,7 @@ def test_a_primary_cut_off_from_its_synchronous_standby_answers_no_take(
     primary.psql("ALTER SYSTEM SET synchronous_standby_names = 'standby'")
     primary.psql("SELECT pg_reload_conf()")
     env = {
-        "DATABASE_URL": primary.url("counters"),
+        "DATABASE_URL": url,
         "DATABASE_QUERY_DEADLINE": str(DEADLINE),
         "DATABASE_POOL_TIMEOUT": str(POOL_TIMEOUT),
     }
@@ -278,31 +297,18 @@ def test_a_primary_cut_off_from_its_synchronous_standby_answers_no_take(
         serve(env, workers=2, threads=None) as second,
         Load([first, second]) as load,
     ):
-        assert wait_for(lambda: sum(s.status == 200 for s in load.sent) >= 50)
-        replication.partition()
-        cut = time.monotonic()
-        time.sleep(FAULT_SECONDS)
-        healed = time.monotonic()
-        replication.heal()
-        assert wait_for(
-            lambda: sum(s.status == 200 and s.began > healed for s in load.sent)
-            >= 50,
-            seconds=60,
-        ), "takes did not resume within 60 s of the heal"
+        cut, healed = cut_off(load, replication)
 
     show("standby-cut-off", load, cut, healed, capsys)
     during = load.between(cut + DEADLINE + POOL_TIMEOUT, healed)
     assert during and all(s.status == 503 and s.clean for s in during), during
     before_heal = [s for s in load.sent if s.began < healed]
     assert max(s.ended - s.began for s in before_heal) < BOUND
-    numbers = [s.value for s in load.sent if s.status == 200]
-    assert len(numbers) == len(set(numbers))
+    numbers = answered_once_in_order(load)
     # Every answered number is on the standby: a failover would keep them.
     assert wait_for(lambda: set(numbers) <= set(audited(standby))), (
         "answered numbers the standby does not have"
     )
-    history = [(s.began, s.ended, s.value) for s in load.sent if s.status == 200]
-    assert realtime_violations(history) == 0
 
 
 def batches_and_takes(cluster, since: int) -> tuple[int, int]:
@@ -328,9 +334,7 @@ def test_a_slow_lossy_database_link_keeps_every_number_and_batches_grow(
 ):
     db = network.host("db")
     cluster = started(network.postgres(db), "PostgreSQL")
-    cluster.create_database("counters")
-    migrate(cluster.url("counters"))
-    env = {"DATABASE_URL": cluster.url("counters")}
+    env = {"DATABASE_URL": counters_database(cluster)}
     phases = {}
     with (
         serve(env, workers=2, threads=None) as first,
@@ -355,11 +359,5 @@ def test_a_slow_lossy_database_link_keeps_every_number_and_batches_grow(
     with capsys.disabled():
         print(f"\nslow-lossy-link: {json.dumps(phases)}")
     assert all(s.status in (200, 503) and s.clean for s in load.sent)
-    numbers = [s.value for s in load.sent if s.status == 200]
-    assert len(numbers) == len(set(numbers))
-    committed = audited(cluster)
-    assert committed == list(range(1, len(committed) + 1))
-    assert set(numbers) <= set(committed)
-    history = [(s.began, s.ended, s.value) for s in load.sent if s.status == 200]
-    assert realtime_violations(history) == 0
+    assert_committed_without_gap(answered_once_in_order(load), cluster)
     assert phases["slow, lossy"]["answers"] > 0
