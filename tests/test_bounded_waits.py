@@ -23,7 +23,6 @@ from counterproject.testing.servers import PostgresCluster, project_command
 
 from .conftest import started
 
-
 # The bound checked on each wait: the deadline and a margin for a loaded
 # machine. A correctness property of the deadline, not a speed claim.
 DEADLINE = 1.0
@@ -60,9 +59,9 @@ def deadline():
     waiting.DEADLINE["seconds"] = before[1]
 
 
-def wrapper_for(cluster: PostgresCluster) -> DatabaseWrapper:
-    """Return the project's backend, with its pool, on ``cluster``."""
-    url = database_from_url(cluster.url("postgres"))
+def wrapper_for(cluster: PostgresCluster, url: str = "") -> DatabaseWrapper:
+    """Return the project's backend, with its pool, on ``cluster`` (or ``url``)."""
+    url = database_from_url(url or cluster.url("postgres"))
     # Django's defaults for each key the URL does not give.
     settings = connections.configure_settings({"default": url})["default"]
     return DatabaseWrapper(settings, alias="bounded")
@@ -146,6 +145,8 @@ def test_a_commit_whose_standby_wait_was_cancelled_is_not_a_success(
         canceller.start()
         with pytest.raises(OperationalError) as excinfo:
             wrapper.commit()
+        # Not pooled again: a standby may be promoted meanwhile.
+        closed = wrapper.connection.closed
     finally:
         if canceller.ident is not None:
             canceller.join(30)
@@ -154,8 +155,42 @@ def test_a_commit_whose_standby_wait_was_cancelled_is_not_a_success(
     assert str(excinfo.value) == (
         "The commit was not confirmed by the synchronous standby."
     )
+    assert closed
     # Committed on this server all the same: why it must not be answered.
     assert rows(standby_less_primary, 2) == 1
+
+
+def test_a_silent_host_of_several_costs_a_new_connection_its_connect_timeout(
+    standby_less_primary, network
+):
+    # Listed first, a host that drops every packet (no reset): each host's
+    # try ends at libpq's connect_timeout, well within the deadline, and the
+    # next host is asked (counterproject/postgresql/primary.py).
+    silent = network.host("silent")
+    # Every packet but ARP's (nftables' inet family): the host's address
+    # resolves, so the kernel does not fail the connection itself with "No
+    # route to host"; its SYNs go unanswered until tcp_user_timeout (10 s).
+    silent.link.lossy(100)
+    good = standby_less_primary
+    before = extensions.get_wait_callback(), waiting.DEADLINE["seconds"]
+    waiting.set_deadline(60)
+    wrapper = wrapper_for(
+        good,
+        f"postgres://{good.user}@{silent.address}:{good.port},{good.host}:"
+        f"{good.port}/postgres?target_session_attrs=read-write&connect_timeout=1",
+    )
+    try:
+        began = time.monotonic()
+        wrapper.ensure_connection()
+        took = time.monotonic() - began
+        assert wrapper.connection.info.host == good.host
+    finally:
+        wrapper.close()
+        wrapper.close_pool()
+        extensions.set_wait_callback(before[0])
+        waiting.DEADLINE["seconds"] = before[1]
+    # connect_timeout=1 is 2 s to libpq; and a margin.
+    assert took < 2 + 3
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "soon", "1e3", "100000"])

@@ -19,6 +19,7 @@ Django pools connections itself only with psycopg 3; this project keeps
 psycopg2, whose wait callback serves gevent and bounded waits (waiting.py).
 """
 
+import functools
 import select
 import threading
 import time
@@ -30,6 +31,8 @@ from django.db import OperationalError
 from django.db.backends.postgresql import base
 from psycopg2 import Error as DriverError
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
+
+from . import primary
 
 POOL_OPTIONS = ("pool_size", "pool_timeout", "pool_max_age")
 
@@ -66,7 +69,7 @@ class Pool:
         try:
             while (idle := self._pop_idle()) is not None:
                 connection, lease.opened = idle
-                if self._young(lease.opened) and _alive(connection):
+                if self._young(lease.opened) and _usable(connection):
                     return connection, lease
                 _discard(connection)
             lease.opened = time.monotonic()
@@ -123,6 +126,7 @@ class Pool:
             and not connection.closed
             and connection.info.transaction_status == TRANSACTION_STATUS_IDLE
             and self._young(opened)
+            and not primary.stale(connection)
         )
 
 
@@ -138,6 +142,10 @@ class _Lease:
     def __init__(self, slots: threading.BoundedSemaphore) -> None:
         self.release = weakref.finalize(self, slots.release)
         self.opened = 0.0
+
+
+def _usable(connection) -> bool:
+    return _alive(connection) and not primary.stale(connection)
 
 
 def _alive(connection) -> bool:
@@ -236,12 +244,14 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return pool
 
     def get_new_connection(self, conn_params):
+        # With several hosts, the primary on the newest timeline (primary.py).
+        connect = functools.partial(
+            primary.connect_to_primary, conn_params, super().get_new_connection
+        )
         pool = self._pool(conn_params)
         if pool is None:
-            return super().get_new_connection(conn_params)
-        connection, lease = pool.get(
-            lambda: super(DatabaseWrapper, self).get_new_connection(conn_params)
-        )
+            return connect()
+        connection, lease = pool.get(connect)
         self._checkout = (pool, lease)
         return connection
 
@@ -263,6 +273,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
         del self.connection.notices[:]
         super()._commit()
         if any(SYNC_WAIT_CANCELLED in notice for notice in self.connection.notices):
+            # Not put back in the pool: the next connection may find that a
+            # standby was promoted meanwhile.
+            self.connection.close()
             raise OperationalError(
                 "The commit was not confirmed by the synchronous standby."
             )

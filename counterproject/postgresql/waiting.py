@@ -18,7 +18,9 @@ out twice). Under gevent the wait yields to the worker's other greenlets.
 
 import select
 import sys
+import threading
 import time
+from contextlib import contextmanager
 
 from psycopg2 import OperationalError as DriverOperationalError
 from psycopg2 import extensions
@@ -40,6 +42,9 @@ def set_deadline(seconds: float) -> None:
     gevent has patched it, so that its waits go through the hub.
     """
     DEADLINE["seconds"] = seconds
+    # Made here, not at import: in a gevent worker, threading is patched
+    # by now, and the shortened deadline belongs to one greenlet.
+    _LIMIT["local"] = threading.local()
     monkey = sys.modules.get("gevent.monkey")
     if monkey is not None and monkey.is_module_patched("socket"):
         from gevent.socket import wait_read, wait_write
@@ -51,9 +56,31 @@ def set_deadline(seconds: float) -> None:
         extensions.set_wait_callback(wait)
 
 
+@contextmanager
+def at_most(seconds: float | None):
+    """
+    Shorten, in this thread or greenlet, each wait within to ``seconds``
+    (None: no change). Without the wait callback, libpq waits by itself and
+    this changes nothing.
+    """
+    local = _LIMIT["local"]
+    if seconds is None or local is None:
+        yield
+        return
+    outer = getattr(local, "seconds", None)
+    local.seconds = seconds if outer is None else min(outer, seconds)
+    try:
+        yield
+    finally:
+        local.seconds = outer
+
+
 def wait(connection) -> None:
     """psycopg2's wait callback: poll until done, or raise ServerSilent."""
-    seconds = DEADLINE["seconds"]
+    seconds, bound = DEADLINE["seconds"], "DATABASE_QUERY_DEADLINE"
+    shorter = getattr(_LIMIT["local"], "seconds", None)
+    if shorter is not None and shorter < seconds:
+        seconds, bound = shorter, "connect_timeout"
     deadline = time.monotonic() + seconds
     while True:
         state = connection.poll()
@@ -68,8 +95,7 @@ def wait(connection) -> None:
         left = deadline - time.monotonic()
         if left <= 0 or not _ready(connection.fileno(), reading, left):
             raise ServerSilent(
-                f"The database did not answer within {seconds:g} s "
-                "(DATABASE_QUERY_DEADLINE)."
+                f"The database did not answer within {seconds:g} s ({bound})."
             )
 
 
@@ -100,3 +126,5 @@ def _poll_write(fd: int, *, timeout: float) -> None:
 # How a wait is done, chosen once by set_deadline: on gevent's hub in a
 # gevent worker (so that its other greenlets run), else with poll().
 _WAITS = {"read": _poll_read, "write": _poll_write}
+# A shorter deadline set by at_most(), per thread or greenlet.
+_LIMIT = {"local": None}
