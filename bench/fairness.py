@@ -21,7 +21,6 @@ import argparse
 import itertools
 import json
 import os
-import runpy
 import statistics
 import subprocess
 import sys
@@ -95,9 +94,7 @@ def finish_wrk(process, out: Path) -> dict:
         "rps": answered / seconds,
         "p99_ms": int(fields["p99_us"]) / 1000,
         "errors": {
-            k: int(v)
-            for k, v in fields.items()
-            if k.startswith("socket_") and v != "0"
+            k: int(v) for k, v in fields.items() if k.startswith("socket_") and v != "0"
         },
     }
 

@@ -203,7 +203,9 @@ def test_a_session_stays_usable_while_the_link_turns_slow_and_lossy(network):
             fault()
             traffic.phase = phase
             answered = traffic.answered
-            assert wait_for(lambda p=phase: answered[p] >= 3 or traffic.failures)
+            assert wait_for(
+                lambda p=phase, answered=answered: answered[p] >= 3 or traffic.failures
+            )
             assert traffic.failures == []
             if phase == "slow":
                 assert [root_qdisc(end) for end in db.link.ends] == ["tbf", "tbf"]

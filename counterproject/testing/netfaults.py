@@ -228,7 +228,9 @@ class Network:
                 "type", "veth", "peer", "name", devices[1], *_netns_option(b),
             )  # fmt: skip
             ends = []
-            for host, device, address in zip((a, b), devices, subnet.hosts()):
+            for host, device, address in zip(
+                (a, b), devices, subnet.hosts(), strict=True
+            ):
                 ends.append(_address(End(host, device, str(address))))
         link = Link(tuple(ends))
         self.links.append(link)
