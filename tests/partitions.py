@@ -3,7 +3,6 @@ What the network fault scenarios share (#24): client threads taking numbers
 from two app servers, the fault's timing, and the checks of the numbers.
 """
 
-import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from counterproject.testing.servers import migrate
 from counters.management.commands.loadtest import realtime_violations
 
 from .conftest import wait_for
+from .reports import report
 
 CLIENTS = 8
 DEADLINE, POOL_TIMEOUT = 2, 1
@@ -117,8 +117,7 @@ def show(name: str, load: Load, cut: float, healed: float, cluster, capsys) -> d
         "gaps": max(committed, default=0) - len(set(committed)),
         "realtime_violations": realtime_violations(history),
     }
-    with capsys.disabled():
-        print(f"\n{name}: {json.dumps(figures)}")
+    report(name, figures, capsys)
     return figures
 
 

@@ -10,7 +10,6 @@ page cache) but with synchronous_commit on, which is what replication waits
 on.
 """
 
-import json
 import threading
 import time
 from collections import Counter as Tally
@@ -22,9 +21,10 @@ import psycopg2
 import pytest
 import requests
 
-from counterproject.testing.servers import ROOT, PostgresCluster, migrate
+from counterproject.testing.servers import PostgresCluster, migrate
 
 from .conftest import started, unavailable
+from .reports import report
 
 TAKERS = 6  # client threads taking numbers of "global"
 VISITORS = 3  # client threads, each a visitor with its own counter
@@ -333,15 +333,6 @@ def figures(run: dict) -> dict:
             if later <= earlier
         ),
     }
-
-
-def report(name: str, numbers: dict, capsys) -> None:
-    """Show the run's figures in pytest's output and keep them in test-artifacts."""
-    with capsys.disabled():
-        print(f"\n{name}: {json.dumps(numbers)}")
-    artifacts = ROOT / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
-    (artifacts / f"{name}.json").write_text(json.dumps(numbers, indent=2) + "\n")
 
 
 def assert_clean_recovery(run: dict) -> None:

@@ -16,6 +16,7 @@ reports what was handed out twice.
 import time
 
 import pytest
+import requests
 
 from .conftest import started, wait_for
 from .partitions import (
@@ -106,8 +107,8 @@ def fail_over(network, serve, *, kind: str, variant: str, synchronous: bool):
     """
     Cut the primary off under load, promote the standby, heal the cut; with
     an asynchronous standby and a reachable old primary, the operator then
-    fences (stops) it. Return the load, the old and the new primary, and
-    when each step was taken.
+    fences (stops) it. Return the load, the old and the new primary, when
+    each step was taken, and what /healthz said during the cut and after.
     """
     primary, standby, hosts, url = replicated(network, synchronous=synchronous)
     env = {
@@ -127,7 +128,9 @@ def fail_over(network, serve, *, kind: str, variant: str, synchronous: bool):
         for link in links:
             link.partition()
         times["cut"] = time.monotonic()
-        time.sleep(CUT_SECONDS)
+        time.sleep(SETTLE)
+        health = {"cut": healthz(first)}
+        time.sleep(CUT_SECONDS - (time.monotonic() - times["cut"]))
         times["promoted"] = time.monotonic()
         standby.promote()
         if not synchronous and variant == "reachable":
@@ -145,7 +148,14 @@ def fail_over(network, serve, *, kind: str, variant: str, synchronous: bool):
         assert taking(load, times["healed"], 25), (
             "the app servers did not take numbers after the heal"
         )
-    return load, primary, standby, times
+        health["healed"] = healthz(first)
+    return load, primary, standby, times, health
+
+
+def healthz(url: str) -> tuple[int, str]:
+    """Return /healthz's status code and what it says of the database."""
+    response = requests.get(f"{url}/healthz", timeout=30)
+    return response.status_code, response.json()["database"]
 
 
 def assert_answers_clean(load: Load) -> None:
@@ -154,8 +164,8 @@ def assert_answers_clean(load: Load) -> None:
     assert max(s.ended - s.began for s in load.sent) < BOUND
 
 
-def sent_between(load: Load, start: float, end: float) -> list[Sent]:
-    return [s for s in load.sent if start <= s.began and s.ended <= end]
+def ended_between(load: Load, start: float, end: float) -> list[Sent]:
+    return [s for s in load.sent if start <= s.ended < end]
 
 
 @pytest.mark.postgresql
@@ -166,7 +176,7 @@ def sent_between(load: Load, start: float, end: float) -> list[Sent]:
 def test_with_a_synchronous_standby_the_old_primary_answers_nothing_after_the_cut(
     network, serve, variant, kind, capsys
 ):
-    load, _, new, times = fail_over(
+    load, _, new, times, health = fail_over(
         network, serve, kind=kind, variant=variant, synchronous=True
     )
     show(
@@ -175,8 +185,9 @@ def test_with_a_synchronous_standby_the_old_primary_answers_nothing_after_the_cu
 
     assert_answers_clean(load)
     # Once the takes in flight at the cut ended, nothing was answered until
-    # the promotion: the old primary's commits wait for its standby.
-    during = sent_between(load, times["cut"] + SETTLE, times["promoted"])
+    # the promotion, only refused: the old primary's commits wait for its
+    # standby.
+    during = ended_between(load, times["cut"] + SETTLE, times["promoted"])
     assert during and all(s.status == 503 for s in during), during
     # None answered twice, none out of order; each answered number, those of
     # the old primary before the cut among them, is on the new primary.
@@ -186,6 +197,8 @@ def test_with_a_synchronous_standby_the_old_primary_answers_nothing_after_the_cu
     # the app servers stay on the new one (its takes would all fail).
     after_heal = [s for s in load.sent if s.began > times["healed"]]
     assert after_heal and all(s.status == 200 for s in after_heal)
+    # What the operator sees: no commit during the cut, the new primary after.
+    assert health == {"cut": (503, "unavailable"), "healed": (200, "ok")}
 
 
 @pytest.mark.postgresql
@@ -193,7 +206,7 @@ def test_with_a_synchronous_standby_the_old_primary_answers_nothing_after_the_cu
 def test_with_an_asynchronous_standby_the_run_reports_numbers_handed_out_twice(
     network, serve, variant, capsys
 ):
-    load, _, new, times = fail_over(
+    load, _, new, times, health = fail_over(
         network, serve, kind="gevent", variant=variant, synchronous=False
     )
     # Reported, not asserted: what the old primary answered and the standby
@@ -213,3 +226,7 @@ def test_with_an_asynchronous_standby_the_run_reports_numbers_handed_out_twice(
     # cut healed (or the old primary was fenced) is in its trail.
     after = [s.value for s in load.sent if s.status == 200 and s.began > last]
     assert after and set(after) <= set(audited(new))
+    # A reachable old primary commits alone, and looks healthy: only the
+    # operator's fencing (or a manager's) ends that.
+    during = (200, "ok") if variant == "reachable" else (503, "unavailable")
+    assert health == {"cut": during, "healed": (200, "ok")}

@@ -12,7 +12,6 @@ committed, every answered one in the audit trail, real-time order kept.
 A primary cut off while its standby is promoted: test_failover_partitions.py.
 """
 
-import json
 import threading
 import time
 
@@ -34,6 +33,7 @@ from .partitions import (
     cut_off,
     show,
 )
+from .reports import report
 
 
 @pytest.mark.postgresql
@@ -167,8 +167,7 @@ def test_a_slow_lossy_database_link_keeps_every_number_and_batches_grow(
                 "answers": len(load.sent) - answered,
             }
         db.link.heal()
-    with capsys.disabled():
-        print(f"\nslow-lossy-link: {json.dumps(phases)}")
+    report("slow-lossy-link", phases, capsys)
     assert all(s.status in (200, 503) and s.clean for s in load.sent)
     assert_committed_without_gap(answered_once_in_order(load), cluster)
     assert phases["slow, lossy"]["answers"] > 0
