@@ -68,6 +68,10 @@ def measure(db: Database, base_url: str, args) -> dict[str, dict[str, list]]:
     for _ in range(args.rounds):
         for mode, names in MODES.items():
             replication_mode(db, names)
+            # The last load's takes in flight when wrk stopped (up to one per
+            # connection) still commit: let them, or they would count as
+            # this round's unanswered numbers.
+            db.settled("global")
             db.psql("UPDATE counters_counter SET value = 0 WHERE name = 'global'")
             since = db.last_event()
             result = checked(db, "take", wrk(base_url + TAKE, args.seconds), since)
