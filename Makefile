@@ -50,6 +50,8 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/fairness.py
 	$(BIN)/python bench/render_fairness.py
+	$(BIN)/python bench/metrics_cost.py
+	$(BIN)/python bench/render_metrics_cost.py
 
 # Measure what a synchronous standby costs the take; writes
 # docs/benchmarks-replication.md.

@@ -17,13 +17,19 @@ command line, which wins):
 - Under ``-k asgi`` on TCP addresses, each worker listens on a socket of its
   own (``SO_REUSEPORT``), so that the kernel spreads connections over the
   workers; a port another server holds stops the master with one line.
-- Access and error logs go to stdout in the project's one log format.
+- Access and error logs go to stdout in the project's one log format
+  (``LOG_FORMAT``: text, or json with Django logging each answer).
+- ``PROMETHEUS_MULTIPROC_DIR``: where the workers keep their metrics (#25);
+  by default a directory of the master's own, removed when it exits.
 """
 
 import multiprocessing
 import os
+import shutil
 import socket
 import sys
+import tempfile
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "counterproject.settings")
@@ -97,7 +103,8 @@ threads = _setting("GUNICORN_THREADS", 16)
 timeout = _setting("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _setting("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _setting("GUNICORN_KEEPALIVE", 5, minimum=0)
-accesslog = "-"
+# With LOG_FORMAT=json, Django logs each answer itself, with more fields.
+accesslog = "-" if _settings.LOG_FORMAT == "text" else None
 errorlog = "-"
 # Manage the master with signals (HUP, TERM); a control socket at one fixed
 # path would be shared by every master on the host.
@@ -112,6 +119,7 @@ def on_starting(server):
     to share.
     """
     _warn_unless_pools_fit(server)
+    _empty_metrics_dir()
     if _spreads_connections(server.cfg):
         # A port another server holds would make each worker fail to bind,
         # and the master replace it, forever: stop here with one line.
@@ -188,11 +196,34 @@ def _check_free(address: tuple) -> None:
             sys.exit(f"Error: Cannot listen on {host}:{port}: {exc.strerror}.")
 
 
+def _empty_metrics_dir() -> None:
+    """Remove the figures of an earlier run: they would add up with these."""
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("*.db"):
+        old.unlink()
+
+
+def child_exit(server, worker):
+    """
+    Keep what a worker that ended counted (its counters and histograms go on
+    adding up), but not its gauges, which count what it held.
+    """
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
 def on_exit(server):
-    """Stop the naive demo's Manager, if any, with the master."""
+    """Stop the naive demo's Manager, if any; remove the master's metrics."""
     manager = getattr(server, "naive_manager", None)
     if manager is not None:
         manager.shutdown()
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    if directory.name.startswith(METRICS_DIR_PREFIX) and directory.parent == Path(
+        tempfile.gettempdir()
+    ):
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def post_worker_init(worker):
@@ -229,12 +260,12 @@ def post_request(worker, req, environ, resp):
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": _settings.LOG_FORMAT}},
+    "formatters": {"default": _settings.LOG_FORMATTER},
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
-            "formatter": "plain",
+            "formatter": "default",
         },
     },
     "root": {"handlers": ["stdout"], "level": "INFO"},
@@ -247,3 +278,13 @@ logconfig_dict = {
         },
     },
 }
+
+# Prometheus' multiprocess mode (#25): every worker writes its figures to
+# files in this directory, and /metrics adds them up. Set at the end of this
+# file, so that a start stopped by a bad setting leaves no directory, and
+# before anything imports prometheus_client, which reads it once. A
+# directory of the master's own unless PROMETHEUS_MULTIPROC_DIR names one
+# (one per master: on_starting empties it).
+METRICS_DIR_PREFIX = "counters-metrics-"
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=METRICS_DIR_PREFIX)

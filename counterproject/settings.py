@@ -6,6 +6,7 @@ no shared cache; production sets DATABASE_URL, REDIS_URL, SECRET_KEY and
 ALLOWED_HOSTS. The same module serves both, so the tests run production code.
 """
 
+import ipaddress
 import os
 import re
 import sys
@@ -82,6 +83,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: it times, counts and logs every answer, static files too (#25).
+    "counterproject.middleware.RequestObservationMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "counterproject.middleware.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -470,8 +473,9 @@ HTTPS = env_flag("HTTPS", default=False)
 if HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
-    # Load balancers probe the health check over plain HTTP.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # Load balancers probe the health check, and Prometheus scrapes each app
+    # server, over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     # 0 is how a site tells browsers to forget its HSTS: allowed.
@@ -514,25 +518,74 @@ STORAGES = {
 # --- Logging ----------------------------------------------------------------
 
 # One format for every log line: Django's, the app's and gunicorn's
-# (gunicorn.conf.py uses LOG_FORMAT too). gunicorn logs to stdout; anything
-# else, a management command above all, keeps its stdout for its output (a
-# new value, JSON), so log lines go to stderr. The choice is by what runs,
-# not by the program's name: manage.py, python -m django and django-admin
-# are all commands (#12). gunicorn has loaded its own modules before any
-# configuration or application code runs.
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# (gunicorn.conf.py uses LOG_FORMATTER too). LOG_FORMAT=json makes each line
+# one JSON object (python-json-logger), for log collectors, and logs each
+# answer with its method, path, status, duration and, for a take, the
+# counter and number (counterproject.middleware), in place of gunicorn's
+# access log; text (the default) stays readable, with gunicorn's access log.
+# gunicorn logs to stdout; anything else, a management command above all,
+# keeps its stdout for its output (a new value, JSON), so log lines go to
+# stderr. The choice is by what runs, not by the program's name: manage.py,
+# python -m django and django-admin are all commands (#12). gunicorn has
+# loaded its own modules before any configuration or application code runs.
+LOG_TEXT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+LOG_FORMATTERS = {
+    "text": {"format": LOG_TEXT},
+    "json": {
+        "()": "pythonjsonlogger.json.JsonFormatter",
+        "fmt": LOG_TEXT,
+        "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+    },
+}
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "").strip().lower() or "text"
+if LOG_FORMAT not in LOG_FORMATTERS:
+    missing("LOG_FORMAT", " to text or json")
+LOG_FORMATTER = LOG_FORMATTERS[LOG_FORMAT]
 UNDER_GUNICORN = "gunicorn" in sys.modules
 LOG_STREAM = "ext://sys.stdout" if UNDER_GUNICORN else "ext://sys.stderr"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": LOG_FORMAT}},
+    "formatters": {"default": LOG_FORMATTER},
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",
             "stream": LOG_STREAM,
-            "formatter": "plain",
+            "formatter": "default",
         },
     },
     "root": {"handlers": ["stdout"], "level": "INFO"},
+    # One line per answer, in JSON only: gunicorn's access log has them in text.
+    "loggers": {
+        "counterproject.requests": {
+            "level": "INFO" if LOG_FORMAT == "json" else "WARNING"
+        }
+    },
 }
+
+# --- Metrics (#25) --------------------------------------------------------------
+
+# /metrics answers the addresses and networks in METRICS_ALLOW
+# (comma-separated, such as 10.0.0.0/8,127.0.0.1) and requests bearing
+# METRICS_TOKEN ("Authorization: Bearer <token>"); 404 to anyone else, and
+# to everyone when neither is set.
+
+
+def env_networks(name: str) -> list:
+    """Return the addresses and networks listed in ``name``."""
+    networks = []
+    for item in env_list(name, default=""):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            missing(name, f" to addresses or networks such as 10.0.0.0/8, not {item!r}")
+    return networks
+
+
+METRICS_ALLOW = env_networks("METRICS_ALLOW")
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "").strip()
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    missing("METRICS_TOKEN", " to a secret of 16 characters or more")
+# Figures are collected only when someone may read them: each costs a little
+# on every request (bench/metrics_cost.py).
+METRICS_ENABLED = bool(METRICS_ALLOW or METRICS_TOKEN)

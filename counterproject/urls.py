@@ -1,11 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from counterproject.metrics import metrics_view
 from counters.api import healthz
 
 urlpatterns = [
     # No trailing slash: the path load balancers and orchestrators expect.
     path("healthz", healthz, name="healthz"),
+    # Prometheus' scrapes, for the addresses and token configured (#25).
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("", include("counters.urls")),
 ]

@@ -195,7 +195,7 @@ def counter_take_number(request, name: str):
         public_only=True,
         by=requested_step(request),
     )
-    return JsonResponse({"name": name, "value": number})
+    return taken(request, name, number)
 
 
 @csrf_exempt
@@ -215,10 +215,16 @@ async def acounter_take_number(request, name: str):
         public_only=True,
         by=requested_step(request),
     )
-    return JsonResponse({"name": name, "value": number})
+    return taken(request, name, number)
 
 
 counter_take_number.asgi_view = acounter_take_number
+
+
+def taken(request, name: str, number: int) -> JsonResponse:
+    """Answer a take's number, noted for the request's log line."""
+    request.counters_taken = {"counter": name, "number": number}
+    return JsonResponse({"name": name, "value": number})
 
 
 # --- The visitor's own counter ----------------------------------------------

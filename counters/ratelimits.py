@@ -26,6 +26,8 @@ from limits.errors import StorageError
 from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from . import metrics
+
 logger = logging.getLogger(__name__)
 
 TAKE = "take"
@@ -156,6 +158,11 @@ def refusal(scope: str, wait: int) -> str:
     return f"{REFUSALS[scope]}; try again in {wait} s."
 
 
+def counted_refusal(scope: str) -> None:
+    if metrics.collecting():
+        metrics.RATE_LIMITED.labels(scope).inc()
+
+
 def rate_limited(scope: str, refuse):
     """
     Answer with ``refuse(request, scope, wait)``, before the view runs, a
@@ -171,6 +178,7 @@ def rate_limited(scope: str, refuse):
                     # The session and the store are read synchronously.
                     wait = await sync_to_async(rate_limit_wait)(request, scope)
                     if wait is not None:
+                        counted_refusal(scope)
                         return refuse(request, scope, wait)
                 return await view(request, *args, **kwargs)
 
@@ -180,6 +188,7 @@ def rate_limited(scope: str, refuse):
             def wrapper(request, *args, **kwargs):
                 wait = rate_limit_wait(request, scope)
                 if wait is not None:
+                    counted_refusal(scope)
                     return refuse(request, scope, wait)
                 return view(request, *args, **kwargs)
 

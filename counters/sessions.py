@@ -31,6 +31,8 @@ from django.contrib.sessions.backends.db import SessionStore as DBStore
 from django.db import router, transaction
 from django.utils import timezone
 
+from . import metrics
+
 logger = logging.getLogger(__name__)
 
 COUNTER_KEY = "counters:me"
@@ -85,6 +87,9 @@ class SessionStore(CachedDBStore):
         except Exception:
             # As cached_db: a key the cache refuses is a miss (Django #17810).
             data = None
+        if metrics.collecting():
+            source = "database" if data is None else "cache"
+            metrics.SESSION_LOADS.labels(source).inc()
         if data is None:
             row = self._get_session_from_db()  # forgets the key if none
             if row is None:

@@ -64,6 +64,8 @@ def take(request):
         messages.error(request, f"No number was taken: {exc}")
     else:
         messages.success(request, f"Your number is {number}")
+        # For the request's log line (counterproject.middleware).
+        request.counters_taken = {"counter": GLOBAL, "number": number}
     return redirect("counters:index")
 
 

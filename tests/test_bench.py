@@ -199,3 +199,36 @@ def test_fairness_benchmark_runs_end_to_end_and_renders(tmp_path):
     assert (tmp_path / "fairness.svg").read_text().startswith("<?xml")
     assert "| gevent (the default) | take |" in page
     assert "- gevent (the default): 0 of" in page
+
+
+def test_metrics_cost_benchmark_runs_end_to_end_and_renders(tmp_path):
+    # bench/metrics_cost.py for one worker kind, one short round: both
+    # servers answered, none twice, the server with metrics counted every
+    # take it answered (and at most one in flight per connection more), and
+    # the renderer turns it into the page and the plot.
+    if shutil.which("wrk") is None:
+        unavailable("wrk is not installed (Debian's package wrk)")
+    output = tmp_path / "metrics_cost.json"
+    result = subprocess.run(
+        [sys.executable, "bench/metrics_cost.py", "--smoke",
+         "--kinds", "gthread × 16 threads", "--output", str(output)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(output.read_text())
+    [(kind, measured)] = data["kinds"].items()
+    assert kind == "gthread × 16 threads"
+    assert set(measured["median_rps"]) == {"without metrics", "with metrics"}
+    assert all(rate > 0 for rate in measured["median_rps"].values())
+    assert measured["duplicates"] == 0
+    answered = measured["takes_answered_with_metrics"]
+    assert answered <= measured["takes_counted"] <= answered + 2 * data["connections"]
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from render_metrics_cost import render
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    page = render([output], tmp_path)
+    assert (tmp_path / "metrics-cost.svg").read_text().startswith("<?xml")
+    assert "| gthread × 16 threads |" in page

@@ -32,6 +32,7 @@ from django.db.backends.postgresql import base
 from psycopg2 import Error as DriverError
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
+from .. import metrics
 from . import primary
 
 POOL_OPTIONS = ("pool_size", "pool_timeout", "pool_max_age")
@@ -60,7 +61,7 @@ class Pool:
 
     def get(self, connect):
         """Return an idle connection, or one from ``connect()``, and its lease."""
-        if not self._slots.acquire(timeout=self.timeout):
+        if not self._slots.acquire(blocking=False) and not self._wait_for_slot():
             raise OperationalError(
                 f"No database connection came free within {self.timeout:g} s "
                 f"(the pool holds {self.size})."
@@ -78,11 +79,23 @@ class Pool:
             lease.release()
             raise
 
+    def _wait_for_slot(self) -> bool:
+        """Wait for a free slot up to the timeout; count the wait (#25)."""
+        began = time.monotonic()
+        got = self._slots.acquire(timeout=self.timeout)
+        if metrics.collecting():
+            metrics.POOL_WAITS.observe(time.monotonic() - began)
+            if not got:
+                metrics.POOL_TIMEOUTS.inc()
+        return got
+
     def put(self, connection, lease: "_Lease") -> None:
         """Take ``connection`` back; keep it only if it is healthy and resets."""
         try:
             if self._reusable(connection, lease.opened) and self.reset(connection):
                 self._idle.append((connection, lease.opened))
+                if metrics.collecting():
+                    metrics.POOL_IDLE.inc()
                 if self.closed:  # closed while this one was being reset
                     self.close()
             else:
@@ -113,9 +126,12 @@ class Pool:
         # Not "while self._idle: pop()": another thread can take the last
         # one between the test and the pop.
         try:
-            return self._idle.pop()
+            idle = self._idle.pop()
         except IndexError:
             return None
+        if metrics.collecting():
+            metrics.POOL_IDLE.dec()
+        return idle
 
     def _young(self, opened: float) -> bool:
         return time.monotonic() - opened < self.max_age
@@ -140,8 +156,16 @@ class _Lease:
     __slots__ = ("__weakref__", "opened", "release")
 
     def __init__(self, slots: threading.BoundedSemaphore) -> None:
-        self.release = weakref.finalize(self, slots.release)
+        if metrics.collecting():
+            metrics.POOL_IN_USE.inc()
+        self.release = weakref.finalize(self, _give_back, slots)
         self.opened = 0.0
+
+
+def _give_back(slots: threading.BoundedSemaphore) -> None:
+    slots.release()
+    if metrics.collecting():
+        metrics.POOL_IN_USE.dec()
 
 
 def _usable(connection) -> bool:

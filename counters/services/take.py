@@ -8,8 +8,12 @@ number. Under ASGI the API's takes wait in the event loop instead
 (``acounter_take``), and batch together apart from the pages'.
 """
 
-from django.db import close_old_connections, transaction
+import time
+from contextlib import contextmanager
 
+from django.db import DatabaseError, close_old_connections, transaction
+
+from .. import metrics
 from ..actors import Actor
 from ..combining import acombine, combine
 from ..exceptions import CounterError, InvalidStep, not_public
@@ -38,14 +42,15 @@ def counter_take(
     fails, every take in it fails. Inside the caller's transaction, the take
     is part of it.
     """
-    check_take(name, by)
-    take = (actor, public_only)
-    if transaction.get_connection().in_atomic_block:
-        [number] = _take_batch(name, [take])
-        if isinstance(number, CounterError):
-            raise number
-        return number
-    return combine(("take", name), take, lambda takes: _take_batch(name, takes))
+    with counted(name, actor):
+        check_take(name, by)
+        take = (actor, public_only)
+        if transaction.get_connection().in_atomic_block:
+            [number] = _take_batch(name, [take])
+            if isinstance(number, CounterError):
+                raise number
+            return number
+        return combine(("take", name), take, lambda takes: _take_batch(name, takes))
 
 
 async def acounter_take(
@@ -61,12 +66,29 @@ async def acounter_take(
     The takes of this event loop wait together in it, and each batch runs in
     one thread of the loop's executor: a take costs no thread of its own.
     """
-    check_take(name, by)
-    return await acombine(
-        ("take", name),
-        (actor, public_only),
-        lambda takes: batch_in_thread(_take_batch, name, takes),
-    )
+    with counted(name, actor):
+        check_take(name, by)
+        return await acombine(
+            ("take", name),
+            (actor, public_only),
+            lambda takes: batch_in_thread(_take_batch, name, takes),
+        )
+
+
+@contextmanager
+def counted(name: str, actor: Actor | None):
+    """Count the take in the ``with`` block: handed out, or refused and why."""
+    if not metrics.collecting():
+        yield
+        return
+    interface = "internal" if actor is None else actor.source.value
+    try:
+        yield
+    except (CounterError, DatabaseError) as error:
+        reason = metrics.refusal_reason(error)
+        metrics.TAKE_REFUSALS.labels(interface, reason).inc()
+        raise
+    metrics.TAKES.labels(name, interface).inc()
 
 
 def check_take(name: str, by: object) -> None:
@@ -104,6 +126,7 @@ def _take_batch(
     """
     with transaction.atomic():
         counter = locked(name)
+        held_since = time.monotonic()
         granted = [
             (actor, not public_only or counter.public) for actor, public_only in takes
         ]
@@ -127,4 +150,7 @@ def _take_batch(
             if not isinstance(number, CounterError)
             and is_recorded(actor, audit_takes=counter.audit_takes)
         )
+    if metrics.collecting():  # committed: the row is free again
+        metrics.ROW_HELD.labels(name).observe(time.monotonic() - held_since)
+        metrics.BATCH_TAKES.labels(name).observe(taken)
     return results

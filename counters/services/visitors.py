@@ -1,5 +1,6 @@
 """Each visitor's own counter, kept in their session (#3)."""
 
+from .. import metrics
 from ..sessions import SessionStore
 from .rules import check_step, check_sum
 
@@ -12,13 +13,17 @@ def session_counter_increment(session: SessionStore, *, by: int = 1) -> int:
     another's update. A visitor without a session gets one.
     """
     check_step(by, opposite="decrement")
-    return _session_add(session, by)
+    value = _session_add(session, by)
+    counted("increment")
+    return value
 
 
 def session_counter_decrement(session: SessionStore, *, by: int = 1) -> int:
     """Subtract ``by`` from the visitor's own counter and return the new value."""
     check_step(by, opposite="increment")
-    return _session_add(session, -by)
+    value = _session_add(session, -by)
+    counted("decrement")
+    return value
 
 
 def _session_add(session: SessionStore, by: int) -> int:
@@ -33,4 +38,11 @@ def _session_add(session: SessionStore, by: int) -> int:
 
 def session_counter_reset(session: SessionStore) -> int:
     """Set the visitor's own counter back to 0 and return 0."""
-    return session.update_counter(lambda value: 0)
+    value = session.update_counter(lambda value: 0)
+    counted("reset")
+    return value
+
+
+def counted(action: str) -> None:
+    if metrics.collecting():
+        metrics.VISITOR_CHANGES.labels(action).inc()
