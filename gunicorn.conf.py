@@ -103,8 +103,7 @@ threads = _setting("GUNICORN_THREADS", 16)
 timeout = _setting("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _setting("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _setting("GUNICORN_KEEPALIVE", 5, minimum=0)
-# With LOG_FORMAT=json, Django logs each answer itself, with more fields.
-accesslog = "-" if _settings.LOG_FORMAT == "text" else None
+accesslog = "-"
 errorlog = "-"
 # Manage the master with signals (HUP, TERM); a control socket at one fixed
 # path would be shared by every master on the host.
@@ -271,9 +270,11 @@ logconfig_dict = {
     "root": {"handlers": ["stdout"], "level": "INFO"},
     "loggers": {
         "gunicorn.error": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+        # With LOG_FORMAT=json, Django logs each answer itself, with more
+        # fields (counterproject.requests): gunicorn's line would repeat it.
         "gunicorn.access": {
             "handlers": ["stdout"],
-            "level": "INFO",
+            "level": "INFO" if _settings.LOG_FORMAT == "text" else "WARNING",
             "propagate": False,
         },
     },
