@@ -9,7 +9,7 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 \
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test bench bench-replication setup check-python
+.PHONY: serve test check bench bench-replication setup check-python
 
 check-python:
 	@test -n "$(PYTHON)" || { echo "Error: counterproject needs Python 3.12 or newer (Django 6.1); install one, or name it with 'make PYTHON=/path/to/python3.12 ...'." >&2; exit 1; }
@@ -42,6 +42,17 @@ serve: setup
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS); postgresql=$$?; \
 	$(BIN)/python -m pytest --database=sqlite $(PYTEST_ARGS) && exit $$postgresql
+
+# Style and types: ruff (lint and format) and mypy with django-stubs, as CI
+# runs them (.ci/run). The settings need a secret to load for the stubs.
+$(VENV)/.installed-check: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --editable '.[check]'
+	touch $@
+
+check: $(VENV)/.installed-check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	SECRET_KEY=mypy-only $(BIN)/mypy
 
 # Measure the take against the database's limit; writes docs/benchmarks.md.
 # Then fairness under a keep-alive flood: docs/data/fairness.json, rendered

@@ -21,6 +21,7 @@ docs/fairness.md has the measurements.
 """
 
 from collections import deque
+from typing import Any
 
 from gevent.hub import Waiter, get_hub
 
@@ -35,7 +36,7 @@ class Turnstile:
     def __init__(self, per_turn: int = PER_TURN) -> None:
         self.per_turn = per_turn
         self.waiting: deque[Waiter] = deque()
-        self.watcher = None  # made in the worker, on the loop of its hub
+        self.watcher: Any = None  # made in the worker, on the loop of its hub
 
     def wait(self) -> None:
         """Return once the worker has had nothing else to do; first come first."""

@@ -25,9 +25,11 @@ import threading
 import time
 import weakref
 from collections import deque
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import OperationalError
+from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.postgresql import base
 from psycopg2 import Error as DriverError
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
@@ -193,8 +195,8 @@ def _discard(connection) -> None:
 
 def _check_pool_options(options: dict) -> None:
     """Refuse pool options that would fail only once the pool is in use."""
-    size = options.get("pool_size")
-    seconds = [options.get("pool_timeout"), options.get("pool_max_age")]
+    size: Any = options.get("pool_size")
+    seconds: list[Any] = [options.get("pool_timeout"), options.get("pool_max_age")]
     # settings.database_from_url reads them from text; a hand-written
     # DATABASES could still hold "2.5" (a TypeError when the pool is full)
     # or a wait longer than a lock can (an OverflowError).
@@ -250,7 +252,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _pool(self, params: dict) -> Pool | None:
         options = self._pool_options()
-        if self.alias == base.NO_DB_ALIAS or not options:
+        if self.alias == NO_DB_ALIAS or not options:
             return None
         # Keyed by the parameters too (the test runner renames the database),
         # and by the pool's own options.

@@ -27,6 +27,7 @@ that, once per new connection.
 
 import threading
 import weakref
+from typing import Any
 
 from psycopg2 import Error as DriverError
 from psycopg2 import OperationalError as DriverOperationalError
@@ -66,7 +67,8 @@ def connect_to_primary(params: dict, connect):
     if hosts is None:
         return connect(params)
     key = ",".join(f"{host}:{port}" for host, port in hosts)
-    found, problems = [], []
+    found: list[tuple[int, Any]] = []
+    problems: list[str] = []
     for host, port in hosts:
         try:
             found.append(_ask(connect, {**params, "host": host, "port": port}))

@@ -127,4 +127,4 @@ def _poll_write(fd: int, *, timeout: float) -> None:
 # gevent worker (so that its other greenlets run), else with poll().
 _WAITS = {"read": _poll_read, "write": _poll_write}
 # A shorter deadline set by at_most(), per thread or greenlet.
-_LIMIT = {"local": None}
+_LIMIT: dict[str, threading.local | None] = {"local": None}

@@ -1,6 +1,7 @@
 """The rules every change of a counter shares."""
 
 import logging
+from typing import TypeGuard
 
 from django.db import transaction
 from django.db.models import F
@@ -17,7 +18,7 @@ logger = logging.getLogger("counters.services")
 ALWAYS_RECORDED = frozenset({Source.ADMIN, Source.CLI})
 
 
-def is_recorded(actor: Actor | None, *, audit_takes: bool) -> bool:
+def is_recorded(actor: Actor | None, *, audit_takes: bool) -> TypeGuard[Actor]:
     """Return whether a change by ``actor`` gets an audit entry."""
     return actor is not None and (actor.source in ALWAYS_RECORDED or audit_takes)
 

@@ -135,7 +135,9 @@ def _take_batch(
             return [not_public(name) for _ in takes]
         add_locked(counter, taken)
         numbers = iter(range(counter.value - taken + 1, counter.value + 1))
-        results = [next(numbers) if ok else not_public(name) for _, ok in granted]
+        results: list[int | CounterError] = [
+            next(numbers) if ok else not_public(name) for _, ok in granted
+        ]
         # bulk_create sends nothing when no take of the batch is recorded.
         CounterEvent.objects.bulk_create(
             CounterEvent(
