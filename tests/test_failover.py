@@ -23,7 +23,7 @@ import requests
 
 from counterproject.testing.servers import PostgresCluster, migrate
 
-from .conftest import started, unavailable
+from .conftest import started, unavailable, wait_for
 from .reports import report
 
 TAKERS = 6  # client threads taking numbers of "global"
@@ -88,7 +88,7 @@ def replicated(*, synchronous: bool):
             primary.psql(f"ALTER SYSTEM SET synchronous_standby_names = '{STANDBY}'")
             primary.psql("SELECT pg_reload_conf()")
         wanted = "sync" if synchronous else "async"
-        assert poll(lambda: replication_state(primary) == ("streaming", wanted)), (
+        assert wait_for(lambda: replication_state(primary) == ("streaming", wanted)), (
             f"the standby did not stream as {wanted}: {replication_state(primary)}"
         )
         yield pair
@@ -103,16 +103,6 @@ def replication_state(primary: PostgresCluster) -> tuple[str, str] | None:
         f"WHERE application_name = '{STANDBY}'"
     )
     return tuple(rows.split("|")) if rows else None
-
-
-def poll(predicate, seconds: float = 30.0) -> bool:
-    """Return whether ``predicate()`` came true within ``seconds`` (polled)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 # --- Traffic ------------------------------------------------------------------
@@ -243,7 +233,7 @@ def fail_over(pair: Pair, serve, redis_server) -> dict:
         serve(env, workers=2, threads=None) as two,
         Traffic([one, two]) as traffic,
     ):
-        assert poll(
+        assert wait_for(
             lambda: (
                 traffic.count(status=200, phase="before") >= BEFORE
                 and traffic.count(status=200, phase="before", kind="visitor")
@@ -255,14 +245,14 @@ def fail_over(pair: Pair, serve, redis_server) -> dict:
         pair.primary.kill()
         # Both app servers notice: each answers 503s while no server takes
         # writes (the standby refuses target_session_attrs=read-write).
-        assert poll(
+        assert wait_for(
             lambda: all(
                 traffic.count(status=503, phase="gap", server=s) for s in (0, 1)
             )
         ), "an app server gave no 503 while there was no primary"
         pair.standby.promote()
         traffic.phase = "after"
-        assert poll(
+        assert wait_for(
             lambda: (
                 all(
                     traffic.count(status=200, phase="after", server=s) >= AFTER

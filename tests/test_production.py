@@ -9,7 +9,6 @@ import re
 import signal
 import sys
 import threading
-import time
 
 import pytest
 import requests
@@ -289,26 +288,42 @@ def test_a_killed_worker_loses_no_number_and_is_replaced(
                     return
                 try:
                     response = session.post(take, timeout=10)
-                    numbers.append(response.json()["value"])
-                except (requests.RequestException, ValueError):
-                    failures.append(1)
+                except requests.RequestException as exc:
+                    failures.append(exc)
                     session = requests.Session()
+                    continue
+                if response.status_code != 200:
+                    failures.append(response.status_code)
+                    continue
+                numbers.append(response.json()["value"])
 
         threads = [threading.Thread(target=client) for _ in range(16)]
         for thread in threads:
             thread.start()
-        time.sleep(1.0)
+        # Killed while takes flow, and once the new worker serves, more
+        # numbers than before.
+        assert wait_for(lambda: len(numbers) >= 100), "no takes before the kill"
         victim = sorted(workers)[0]
         os.kill(victim, signal.SIGKILL)
+        before_kill = len(numbers)
         assert wait_for(lambda: len(url.workers() - {victim}) == 2), (
             "gunicorn did not replace the killed worker"
         )
-        time.sleep(1.0)
+        replaced = len(numbers)
+        assert wait_for(lambda: len(numbers) >= replaced + 100), (
+            "no takes after the worker was replaced"
+        )
         stop.set()
         for thread in threads:
             thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in threads)
         after_kill = requests.post(take, timeout=10).json()["value"]
 
+    assert before_kill >= 100
+    # Only requests on the killed worker's connections failed: at most one
+    # for each client, each a connection reset or refused (never a 5xx).
+    assert len(failures) <= len(threads), failures
+    assert all(isinstance(f, requests.ConnectionError) for f in failures), failures
     numbers.append(after_kill)
     assert len(numbers) == len(set(numbers)), "a number was handed out twice"
     history = manage_on_test_database(
