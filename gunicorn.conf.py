@@ -51,7 +51,7 @@ def _setting(name: str, default: int, *, minimum: int = 1) -> int:
     """Return a setting of ``minimum`` or more from the environment, or exit."""
     from django.core.exceptions import ImproperlyConfigured
 
-    from counterproject.settings import env_int
+    from counterproject.env import env_int
 
     # 0 would mean no workers, no threads (a worker that fails to boot) or
     # no timeout: never what an operator means. Only keep-alive takes 0 (off).
@@ -63,7 +63,7 @@ def _setting(name: str, default: int, *, minimum: int = 1) -> int:
 
 def _bind(name: str, default: str) -> str:
     """Return an address to listen on from the environment, or exit naming it."""
-    from counters.parsing import parse_integer
+    from counterproject.env import parse_integer
 
     raw = os.environ.get(name, "").strip() or default
     if raw.startswith(("unix:", "fd://")):

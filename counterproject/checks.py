@@ -21,7 +21,7 @@ POOLED_ENGINE = "counterproject.postgresql"
 @checks.register("pool", deploy=True)
 def check_pool_fits_server(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     """Warn when gunicorn's workers would open more connections than allowed."""
-    from counterproject.settings import env_int
+    from counterproject.env import env_int
 
     database = settings.DATABASES["default"]
     if database["ENGINE"] != POOLED_ENGINE:

@@ -6,61 +6,22 @@ no shared cache; production sets DATABASE_URL, REDIS_URL, SECRET_KEY and
 ALLOWED_HOSTS. The same module serves both, so the tests run production code.
 """
 
-import ipaddress
 import os
-import re
 import sys
-import urllib.parse
 from pathlib import Path
 
-import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
-
-# The project's one reading of a number typed as text (plain Python: it
-# imports nothing from Django).
-from counters.parsing import parse_integer
+from counterproject.database_url import database_from_url
+from counterproject.env import (
+    env_flag,
+    env_int,
+    env_list,
+    env_networks,
+    env_rate,
+    env_seconds,
+    missing,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def env_flag(name: str, *, default: bool) -> bool:
-    """Return the boolean environment variable ``name`` (``1``/``0``)."""
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"Set {name} to 1 or 0, not {raw!r}.")
-
-
-def env_list(name: str, *, default: str) -> list[str]:
-    """Return the comma-separated environment variable ``name`` as a list."""
-    raw = os.environ.get(name, default)
-    return [item.strip() for item in raw.split(",") if item.strip()]
-
-
-def env_int(name: str, *, default: int, minimum: int = 1) -> int:
-    """Return the whole-number environment variable ``name``, at least ``minimum``."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        number = parse_integer(raw)
-    except ValueError:
-        raise ImproperlyConfigured(
-            f"Set {name} to a whole number, not {raw!r}."
-        ) from None
-    if number < minimum:
-        raise ImproperlyConfigured(f"Set {name} to {minimum} or more, not {raw!r}.")
-    return number
-
-
-def missing(name: str, hint: str = ""):
-    """Raise ImproperlyConfigured naming the variable that must be set."""
-    raise ImproperlyConfigured(f"Set the {name} environment variable{hint}.")
-
 
 # --- Core -------------------------------------------------------------------
 
@@ -115,88 +76,6 @@ TEMPLATES = [
 
 # --- Database ---------------------------------------------------------------
 
-SQLITE_OPTIONS = {
-    # select_for_update() is a no-op on SQLite, so take the write lock at
-    # BEGIN: concurrent writers then queue on the busy timeout instead of
-    # failing with "database is locked" when a read lock cannot be upgraded.
-    "transaction_mode": "IMMEDIATE",
-    # Seconds a writer waits for the lock held by another worker process.
-    "timeout": 20,
-    # WAL lets readers go on while one writer commits; NORMAL sync is durable
-    # across application crashes, the usual pairing with WAL.
-    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-}
-
-POSTGRES_OPTIONS = {
-    # A database that does not answer turns into an error (and a 503) in
-    # seconds instead of a request that hangs, and with it every take
-    # batched behind it (#24; docs/deployment.md, "Network faults"):
-    # connecting (a command's; a server's waits end at
-    # DATABASE_QUERY_DEADLINE, below) ...
-    "connect_timeout": 5,
-    # ... data sent and not acknowledged for 10 s (a peer cut off mid-query;
-    # Linux's own retransmissions would take about 15 minutes) ...
-    "tcp_user_timeout": 10_000,
-    # ... an idle connection whose peer is gone: probes after 10 s of
-    # silence, 3 s apart, 3 unanswered (19 s) ...
-    "keepalives": 1,
-    "keepalives_idle": 10,
-    "keepalives_interval": 3,
-    "keepalives_count": 3,
-    # ... a row lock held elsewhere; and, on the server, a session left idle
-    # in a transaction (an app server cut off while it held the counter's
-    # row lock) ends after 30 s, letting the lock go.
-    "options": "-c lock_timeout=10s -c idle_in_transaction_session_timeout=30s",
-}
-
-SUPPORTED_ENGINES = {
-    "django.db.backends.postgresql",
-    "django.db.backends.sqlite3",
-}
-
-
-# The pool of PostgreSQL connections of each worker process, whatever its kind
-# (threads, gevent, ASGI): its size, how long a request waits for one of its
-# connections, and how long one serves. DATABASE_POOL_SIZE,
-# DATABASE_POOL_TIMEOUT and DATABASE_POOL_MAX_AGE (or the URL's pool_size,
-# pool_timeout and pool_max_age) set them.
-POOL_OPTIONS = {
-    # As many as a gthread worker has threads (GUNICORN_THREADS), so that they
-    # never wait for one another: five workers of 16 and the server's reserve
-    # fit PostgreSQL's default max_connections of 100. check --deploy and the
-    # gunicorn master warn (counterproject.W001) when the workers do not fit.
-    "pool_size": 16,
-    # Seconds a request waits when all are busy, then it answers 503.
-    "pool_timeout": 10,
-    # Seconds a connection serves before it is replaced: a backend's caches
-    # only grow, and ALTER ROLE/DATABASE … SET reaches only new sessions.
-    "pool_max_age": 1800,
-}
-
-# Above a day, no pool number makes sense; and a wait longer than
-# threading.TIMEOUT_MAX would fail (OverflowError) when the pool is full.
-MAX_POOL_SECONDS = 86_400
-SECONDS_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
-
-
-def positive_integer(text: str) -> int:
-    """Return the whole number 1 or more that ``text`` spells (or ValueError)."""
-    number = parse_integer(text)
-    if number < 1:
-        raise ValueError(f"{text!r} is less than 1.")
-    return number
-
-
-def positive_seconds(text: str) -> float:
-    """Return the seconds, above 0 and at most a day, ``text`` spells."""
-    # ASCII digits and a point only: float() also takes "nan", "1e3", "1_0".
-    if not SECONDS_TEXT.fullmatch(text) or not 0 < float(text) <= MAX_POOL_SECONDS:
-        raise ValueError(f"{text!r} is not a number of seconds.")
-    return float(text)
-
-
-SECONDS = f"seconds above 0 and at most {MAX_POOL_SECONDS} (such as 2.5)"
-
 # Seconds a served request waits for PostgreSQL at most in any one wait,
 # connecting included: a server cut off by the network, or a primary whose
 # synchronous standby is, answers nothing, and no server setting ends that
@@ -204,177 +83,11 @@ SECONDS = f"seconds above 0 and at most {MAX_POOL_SECONDS} (such as 2.5)"
 # lock_timeout (10 s), so that a lock wait ends as PostgreSQL's own error.
 # gunicorn's workers apply it; commands (a long migration) wait as long as
 # their statements take.
-DATABASE_QUERY_DEADLINE = 15.0
-if raw_deadline := os.environ.get("DATABASE_QUERY_DEADLINE", "").strip():
-    try:
-        DATABASE_QUERY_DEADLINE = positive_seconds(raw_deadline)
-    except ValueError:
-        raise ImproperlyConfigured(
-            f"Set DATABASE_QUERY_DEADLINE to {SECONDS}, not {raw_deadline!r}."
-        ) from None
-# Each pool option: its environment variable, its reader and what it takes.
-POOL_VARIABLES = {
-    "pool_size": ("DATABASE_POOL_SIZE", positive_integer, "a whole number, 1 or more"),
-    "pool_timeout": ("DATABASE_POOL_TIMEOUT", positive_seconds, SECONDS),
-    "pool_max_age": ("DATABASE_POOL_MAX_AGE", positive_seconds, SECONDS),
-}
+DATABASE_QUERY_DEADLINE = env_seconds("DATABASE_QUERY_DEADLINE", default=15.0)
 
-
-def read_pool_option(key: str, text: str, where: str) -> int | float:
-    """Return the pool option ``key`` that ``text`` spells, or refuse it."""
-    _, read, what = POOL_VARIABLES[key]
-    try:
-        return read(text)
-    except ValueError:
-        raise ImproperlyConfigured(f"Set {where} to {what}, not {text!r}.") from None
-
-
-def pool_options(url_options: dict) -> dict:
-    """
-    Return the pool's options: each from its environment variable or the URL
-    parameter of the same name (``?pool_size=8``), else the default.
-
-    Both may be set, to the same value only: an operator who changes one of
-    them must not find the change silently outweighed by the other.
-    """
-    options = {}
-    for key, default in POOL_OPTIONS.items():
-        variable = POOL_VARIABLES[key][0]
-        from_env = os.environ.get(variable, "").strip()
-        from_url = url_options.get(key)
-        if isinstance(from_url, list):
-            missing("DATABASE_URL", f" with each parameter once, not {key} twice")
-        values = {read_pool_option(key, from_env, variable)} if from_env else set()
-        if from_url is not None:
-            values.add(read_pool_option(key, str(from_url), f"DATABASE_URL's {key}"))
-        if len(values) > 1:
-            raise ImproperlyConfigured(
-                f"Set {variable} or DATABASE_URL's {key}, not both to different "
-                f"values ({from_env!r} and {str(from_url)!r})."
-            )
-        options[key] = values.pop() if values else default
-    return options
-
-
-URL_FORM = " to postgres://user:password@host:port/name or sqlite:///path"
-
-# One entry of libpq's list of hosts: a name or IPv4 address, or an IPv6
-# address in brackets, with an optional port.
-HOST_ENTRY = re.compile(
-    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:/?#\[\]@,]+)(?::(?P<port>\d*))?"
-)
-
-# What libpq 14 and later accept for target_session_attrs.
-SESSION_ATTRS = {
-    "any",
-    "read-write",
-    "read-only",
-    "primary",
-    "standby",
-    "prefer-standby",
-}
-
-
-def split_hosts(url: str) -> tuple[str, list[tuple[str, str]]]:
-    """
-    Return ``url`` without its list of hosts, and the list's (host, port) pairs.
-
-    libpq's URL form names several servers as ``host1:port1,host2:port2``,
-    which no URL parser takes (a port is one number). A URL with one host
-    comes back unchanged, with an empty list.
-    """
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return url, []  # refused below, with the URL's expected form
-    userinfo, at, hostlist = parts.netloc.rpartition("@")
-    if "," not in hostlist:
-        return url, []
-    hosts = []
-    for entry in hostlist.split(","):
-        match = HOST_ENTRY.fullmatch(entry)
-        port = match and match["port"]
-        if not match or (port and not 1 <= int(port) <= 65535):
-            missing(
-                "DATABASE_URL",
-                f" with host:port pairs separated by commas, each port from 1 to "
-                f"65535; {entry!r} is not one",
-            )
-        hosts.append((urllib.parse.unquote(match["host"].strip("[]")), port or ""))
-    # The hosts go into HOST and PORT; this stands in for them while the rest
-    # of the URL is parsed.
-    netloc = f"{userinfo}{at}hosts"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), hosts
-
-
-def check_libpq_options(config: dict) -> None:
-    """Refuse, at start-up, parameters that libpq would refuse at connect."""
-    from psycopg2 import ProgrammingError
-    from psycopg2.extensions import make_dsn, parse_dsn
-
-    options = {k: v for k, v in config["OPTIONS"].items() if k not in POOL_OPTIONS}
-    for name, value in options.items():
-        if isinstance(value, list):
-            missing("DATABASE_URL", f" with each parameter once, not {name} twice")
-    try:
-        parse_dsn(make_dsn(**options))
-    except ProgrammingError as exc:
-        problem = str(exc).strip().removeprefix("invalid dsn: ")
-        missing("DATABASE_URL", f" with parameters libpq knows ({problem})")
-    attrs = options.get("target_session_attrs", "any")
-    if attrs not in SESSION_ATTRS:
-        missing(
-            "DATABASE_URL",
-            f" with target_session_attrs one of {', '.join(sorted(SESSION_ATTRS))}, "
-            f"not {attrs!r}",
-        )
-    timeout = options.get("connect_timeout", 0)
-    if isinstance(timeout, bool) or not isinstance(timeout, int):
-        missing(
-            "DATABASE_URL", f" with connect_timeout in whole seconds, not {timeout!r}"
-        )
-
-
-def database_from_url(url: str) -> dict:
-    """
-    Return the DATABASES entry for ``url`` (PostgreSQL or SQLite).
-
-    A PostgreSQL URL may name several servers, as libpq does
-    (``postgres://u:p@h1:5432,h2:5432/name?target_session_attrs=read-write``):
-    HOST and PORT then hold the comma-separated lists libpq takes, and each
-    new connection goes to the first server that answers as asked (#15).
-    """
-    url, hosts = split_hosts(url)
-    try:
-        # Connections are not kept by a thread between requests: each goes
-        # back to its process's pool (PostgreSQL) or is closed (SQLite).
-        config = dj_database_url.parse(url, conn_max_age=0)
-    except ValueError:
-        config = {}
-    # Read on SQLite too, where they do nothing: a bad value is refused
-    # before the day the URL names PostgreSQL.
-    pool = pool_options(config.get("OPTIONS", {}))
-    if config.get("ENGINE") not in SUPPORTED_ENGINES or (
-        hosts and config["ENGINE"] != "django.db.backends.postgresql"
-    ):
-        missing("DATABASE_URL", URL_FORM)
-    if config["ENGINE"] == "django.db.backends.postgresql":
-        if hosts:
-            config["HOST"] = ",".join(host for host, _ in hosts)
-            # An empty entry is libpq's default port; all empty, no list.
-            ports = [port for _, port in hosts]
-            config["PORT"] = ",".join(ports) if any(ports) else ""
-        # Django's backend with a bounded pool per process (#11).
-        config["ENGINE"] = "counterproject.postgresql"
-        config["OPTIONS"] = {**POSTGRES_OPTIONS, **config.get("OPTIONS", {}), **pool}
-        check_libpq_options(config)
-    if config["ENGINE"] == "django.db.backends.sqlite3":
-        # sqlite:///name is relative to the project, sqlite:////name absolute.
-        config["NAME"] = str(BASE_DIR / config["NAME"])
-        config["OPTIONS"] = {**SQLITE_OPTIONS, **config.get("OPTIONS", {})}
-    return config
-
-
+# DATABASE_URL, and DATABASE_POOL_SIZE, DATABASE_POOL_TIMEOUT and
+# DATABASE_POOL_MAX_AGE for PostgreSQL's pool: counterproject/database_url.py
+# reads them, with the defaults of each database and the reasons for them.
 DATABASES = {
     "default": database_from_url(
         os.environ.get("DATABASE_URL") or "sqlite:///db.sqlite3"
@@ -426,31 +139,6 @@ MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 CSRF_FAILURE_VIEW = "counterproject.errors.csrf_failure"
 
 # --- Rate limits for anonymous clients (#23) --------------------------------
-
-# One rate in the notation of the limits library ("60/minute", "10/2
-# minutes"), with s, m, h and d short for second, minute, hour and day.
-RATE_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
-
-
-def env_rate(name: str, *, default: str) -> str | None:
-    """Return the rate limit ``name`` as limits' notation, or None for ``off``."""
-    from limits import parse
-
-    raw = os.environ.get(name, "").strip() or default
-    if raw.lower() == "off":
-        return None
-    amount, slash, unit = raw.partition("/")
-    rate = f"{amount.strip()}/{RATE_UNITS.get(unit.strip(), unit.strip())}"
-    try:
-        valid = bool(slash) and ";" not in raw and parse(rate).amount > 0
-    except ValueError:
-        valid = False
-    if not valid:
-        raise ImproperlyConfigured(
-            f"Set {name} to a rate such as 60/minute (or off), not {raw!r}."
-        )
-    return rate
-
 
 # Numbers one client may take a minute, page and API together: a person
 # clicking takes a few; a script taking as fast as it can is what this stops.
@@ -569,19 +257,6 @@ LOGGING = {
 # (comma-separated, such as 10.0.0.0/8,127.0.0.1) and requests bearing
 # METRICS_TOKEN ("Authorization: Bearer <token>"); 404 to anyone else, and
 # to everyone when neither is set.
-
-
-def env_networks(name: str) -> list:
-    """Return the addresses and networks listed in ``name``."""
-    networks = []
-    for item in env_list(name, default=""):
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            missing(name, f" to addresses or networks such as 10.0.0.0/8, not {item!r}")
-    return networks
-
-
 METRICS_ALLOW = env_networks("METRICS_ALLOW")
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "").strip()
 if METRICS_TOKEN and len(METRICS_TOKEN) < 16:

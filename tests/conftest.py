@@ -30,7 +30,8 @@ import pytest
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
-from counterproject.settings import database_from_url, redis_cache
+from counterproject.database_url import database_from_url
+from counterproject.settings import redis_cache
 from counterproject.testing import netfaults, servers
 from counterproject.testing.servers import PostgresCluster, RedisServer, gunicorn
 from counters.models import GLOBAL, Counter

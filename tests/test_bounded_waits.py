@@ -16,9 +16,9 @@ import pytest
 from django.db import OperationalError, connections
 from psycopg2 import extensions
 
+from counterproject.database_url import database_from_url
 from counterproject.postgresql import waiting
 from counterproject.postgresql.base import DatabaseWrapper
-from counterproject.settings import database_from_url
 from counterproject.testing.servers import PostgresCluster, project_command
 
 from .conftest import started

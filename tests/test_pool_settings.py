@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
+from counterproject.database_url import database_from_url
 from counterproject.postgresql.capacity import HINT
-from counterproject.settings import database_from_url
 from counterproject.testing.servers import PostgresCluster, manage, project_command
 
 from .conftest import started

@@ -10,9 +10,9 @@ does. libpq alone would keep choosing the first host listed.
 import pytest
 from django.db import OperationalError, connections
 
+from counterproject.database_url import database_from_url
 from counterproject.postgresql import primary
 from counterproject.postgresql.base import DatabaseWrapper
-from counterproject.settings import database_from_url
 from counterproject.testing.servers import PostgresCluster
 
 from .conftest import started, unavailable

@@ -7,7 +7,8 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from counterproject.settings import BASE_DIR, database_from_url
+from counterproject.database_url import database_from_url
+from counterproject.settings import BASE_DIR
 from counterproject.testing.servers import manage, project_command
 
 
