@@ -130,7 +130,7 @@ def scraped(base_url: str) -> dict:
         return min(bound for bound, n in buckets.items() if n >= 0.99 * count)
 
     batches = total("counters_take_batch_size_count")
-    take = {"view": "counters:api-increment", "status_class": "2xx"}
+    take = {"view": "counters:api-take", "status_class": "2xx"}
     return {
         "takes": total("counters_takes_total"),
         "batches": batches,

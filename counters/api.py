@@ -31,6 +31,7 @@ from .ratelimits import (
 from .selectors import counter_get, session_counter_get
 from .services import (
     acounter_take,
+    check_take_step,
     counter_take,
     session_counter_decrement,
     session_counter_increment,
@@ -189,12 +190,9 @@ def counter_detail(request, name: str):
 @rate_limited(TAKE, too_many)
 def counter_take_number(request, name: str):
     """Take the next number of a public counter: ``POST …/increment/``."""
-    number = counter_take(
-        name,
-        actor=client_actor(request),
-        public_only=True,
-        by=requested_step(request),
-    )
+    actor = client_actor(request)
+    check_take_step(requested_step(request), actor=actor)
+    number = counter_take(name, actor=actor, public_only=True)
     return taken(request, name, number)
 
 
@@ -209,12 +207,9 @@ async def acounter_take_number(request, name: str):
     It waits for its number in the event loop (``acounter_take``); Django
     would run the synchronous view in a thread made for each request.
     """
-    number = await acounter_take(
-        name,
-        actor=client_actor(request),
-        public_only=True,
-        by=requested_step(request),
-    )
+    actor = client_actor(request)
+    check_take_step(requested_step(request), actor=actor)
+    number = await acounter_take(name, actor=actor, public_only=True)
     return taken(request, name, number)
 
 

@@ -18,7 +18,7 @@ def not_public(name: str) -> CounterNotPublic:
 
 
 class InvalidStep(CounterError):
-    """The step is not a non-zero integer."""
+    """The step is not a positive integer, or a take's is not exactly 1."""
 
 
 class InvalidValue(CounterError):

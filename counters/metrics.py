@@ -67,6 +67,11 @@ REASONS = {
 }
 
 
+def count_refusal(interface: str, error: Exception) -> None:
+    """Count a take that ``error`` refused."""
+    TAKE_REFUSALS.labels(interface, refusal_reason(error)).inc()
+
+
 def refusal_reason(error: Exception) -> str:
     """Return the metric's reason for ``error``, which refused a take."""
     if isinstance(error, CounterError):

@@ -36,10 +36,10 @@ class Counter(models.Model):
 
 
 class Source(models.TextChoices):
-    ADMIN = "admin"
-    CLI = "cli"
-    API = "api"
-    WEB = "web"
+    ADMIN = "admin", "Admin site"
+    CLI = "cli", "Command line"
+    API = "api", "API"
+    WEB = "web", "Web page"
 
 
 class Action(models.TextChoices):

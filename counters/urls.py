@@ -15,7 +15,7 @@ urlpatterns = [
     path(
         "api/counters/<slug:name>/increment/",
         api.counter_take_number,
-        name="api-increment",
+        name="api-take",
     ),
     path("api/me/", api.me_detail, name="api-me"),
     path("api/me/increment/", api.me_increment, name="api-me-increment"),

@@ -56,9 +56,18 @@ def test_increment_accepts_an_explicit_step_of_one(api, global_counter):
 @pytest.mark.parametrize(
     "body, message",
     [
-        ('{"by": 2}', "Anonymous clients may only increment by exactly 1."),
-        ('{"by": true}', "Anonymous clients may only increment by exactly 1."),
-        ('{"by": -1}', "Anonymous clients may only increment by exactly 1."),
+        (
+            '{"by": 2}',
+            "A take hands out exactly one number: send no step, or a step of 1.",
+        ),
+        (
+            '{"by": true}',
+            "A take hands out exactly one number: send no step, or a step of 1.",
+        ),
+        (
+            '{"by": -1}',
+            "A take hands out exactly one number: send no step, or a step of 1.",
+        ),
         ("{nope", "The request body must be empty or JSON"),
         ("[1]", 'The request body may only hold "by"'),
         ('{"value": 5}', 'The request body may only hold "by"'),
@@ -131,7 +140,7 @@ def test_form_encoded_step_other_than_one_is_refused(api, global_counter):
     response = api.post("/api/counters/global/increment/", {"by": "5"})
     assert response.status_code == 400
     assert response.json()["error"] == (
-        "Anonymous clients may only increment by exactly 1."
+        "A take hands out exactly one number: send no step, or a step of 1."
     )
     assert stored_value() == 0
 
@@ -152,7 +161,7 @@ def test_a_step_that_is_not_the_json_integer_one_is_refused(api, global_counter,
     )
     assert response.status_code == 400
     assert response.json()["error"] == (
-        "Anonymous clients may only increment by exactly 1."
+        "A take hands out exactly one number: send no step, or a step of 1."
     )
     assert stored_value() == 0
 

@@ -224,7 +224,7 @@ def test_the_asgi_take_answers_numbers_and_every_error_in_json(global_counter):
         ("GET", "/api/counters/global/increment/", b"", 405, "not allowed"),
         ("POST", "/api/counters/nope/increment/", b"", 404, "no counter"),
         ("POST", "/api/counters/private/increment/", b"", 403, "not public"),
-        ("POST", "/api/counters/global/increment/", b'{"by": 2}', 400, "exactly 1"),
+        ("POST", "/api/counters/global/increment/", b'{"by": 2}', 400, "a step of 1"),
         ("POST", "/api/counters/global/increment/", b"{nope", 400, "must be empty"),
     ]
     for method, path, body, status, expected in cases:

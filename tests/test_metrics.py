@@ -219,7 +219,7 @@ def test_metrics_add_up_over_the_workers_and_survive_one_replaced(
         )
         assert value(before, "counters_session_loads_total") >= changes[200]
         answers = value(
-            before, "counters_http_responses_total", view="counters:api-increment"
+            before, "counters_http_responses_total", view="counters:api-take"
         )
         assert answers == taken + refused["invalid_step"] + refused["not_found"]
 

@@ -131,7 +131,7 @@ def test_healthz_checks_the_redis_cache(redis_cache_settings, settings):
                 "data": '{"by": 100000000000000000000000}',
                 "content_type": "application/json",
             },
-            "Anonymous clients may only increment by exactly 1.",
+            "A take hands out exactly one number: send no step, or a step of 1.",
         ),
     ],
     ids=["oversized", "not-json", "huge-number"],

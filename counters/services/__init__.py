@@ -28,7 +28,7 @@ from .changes import (
     counters_change,
 )
 from .history import counter_history_prune
-from .take import acounter_take, counter_take
+from .take import acounter_take, check_take_step, counter_take
 from .visitors import (
     session_counter_decrement,
     session_counter_increment,
@@ -37,6 +37,7 @@ from .visitors import (
 
 __all__ = [
     "acounter_take",
+    "check_take_step",
     "counter_configure",
     "counter_create",
     "counter_decrement",

@@ -27,15 +27,15 @@ def counter_take(
     *,
     actor: Actor | None = None,
     public_only: bool = False,
-    by: object = 1,
 ) -> int:
     """
     Take the next number from the named counter and return it.
 
     Concurrent takers each get a different number, and together they get
     consecutive numbers. ``public_only`` is for anonymous clients: a counter
-    that is not public raises ``CounterNotPublic``. ``by`` is the step a
-    client asked for: a take steps by exactly 1, and anything else is refused.
+    that is not public raises ``CounterNotPublic``. A take always steps by
+    1: an interface that lets a client name a step refuses any other
+    (``check_take_step``) before it calls this.
 
     Outside a transaction, takes that arrive together in this process share
     one transaction: each still gets its own number, and if that transaction
@@ -43,7 +43,7 @@ def counter_take(
     is part of it.
     """
     with counted(name, actor):
-        check_take(name, by)
+        check_name(name)
         take = (actor, public_only)
         if transaction.get_connection().in_atomic_block:
             [number] = _take_batch(name, [take])
@@ -58,7 +58,6 @@ async def acounter_take(
     *,
     actor: Actor | None = None,
     public_only: bool = False,
-    by: object = 1,
 ) -> int:
     """
     ``counter_take`` for a coroutine in an event loop (an ASGI view).
@@ -67,7 +66,7 @@ async def acounter_take(
     one thread of the loop's executor: a take costs no thread of its own.
     """
     with counted(name, actor):
-        check_take(name, by)
+        check_name(name)
         return await acombine(
             ("take", name),
             (actor, public_only),
@@ -85,17 +84,23 @@ def counted(name: str, actor: Actor | None):
     try:
         yield
     except (CounterError, DatabaseError) as error:
-        reason = metrics.refusal_reason(error)
-        metrics.TAKE_REFUSALS.labels(interface, reason).inc()
+        metrics.count_refusal(interface, error)
         raise
     metrics.TAKES.labels(name, interface).inc()
 
 
-def check_take(name: str, by: object) -> None:
-    """Refuse a take's bad name or step before anything is locked."""
+def check_take_step(by: object, *, actor: Actor | None = None) -> None:
+    """
+    Refuse the step a client sent with a take, unless it is the integer 1
+    (not a bool, a float or text): the interfaces that let a client name a
+    step call this before ``counter_take``. The refusal is counted as the
+    take's would be.
+    """
     if not is_integer(by) or by != 1:
-        raise InvalidStep("Anonymous clients may only increment by exactly 1.")
-    check_name(name)
+        with counted("", actor):
+            raise InvalidStep(
+                "A take hands out exactly one number: send no step, or a step of 1."
+            )
 
 
 def batch_in_thread(batch, name: str, takes: list) -> list[int | CounterError]:
