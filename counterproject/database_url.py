@@ -12,6 +12,7 @@ import os
 import re
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -208,7 +209,7 @@ def check_libpq_options(config: dict) -> None:
 # --- The entry --------------------------------------------------------------
 
 
-def database_from_url(url: str) -> dict:
+def database_from_url(url: str) -> dict[str, Any]:
     """
     Return the DATABASES entry for ``url`` (PostgreSQL or SQLite).
 
@@ -221,7 +222,7 @@ def database_from_url(url: str) -> dict:
     try:
         # Connections are not kept by a thread between requests: each goes
         # back to its process's pool (PostgreSQL) or is closed (SQLite).
-        config = dj_database_url.parse(url, conn_max_age=0)
+        config: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=0))
     except ValueError:
         config = {}
     # Read on SQLite too, where they do nothing: a bad value is refused
@@ -239,10 +240,22 @@ def database_from_url(url: str) -> dict:
             config["PORT"] = ",".join(ports) if any(ports) else ""
         # Django's backend with a bounded pool per process (#11).
         config["ENGINE"] = "counterproject.postgresql"
-        config["OPTIONS"] = {**POSTGRES_OPTIONS, **config.get("OPTIONS", {}), **pool}
+        given = config.get("OPTIONS", {})
+        config["OPTIONS"] = {**POSTGRES_OPTIONS, **given, **pool}
+        if "options" in given:
+            # Server settings given in the URL come after the project's own,
+            # and win where they name the same one; the rest still hold.
+            config["OPTIONS"]["options"] = (
+                f"{POSTGRES_OPTIONS['options']} {given['options']}"
+            )
         check_libpq_options(config)
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # sqlite:///name is relative to the project, sqlite:////name absolute.
         config["NAME"] = str(PROJECT_DIR / config["NAME"])
-        config["OPTIONS"] = {**SQLITE_OPTIONS, **config.get("OPTIONS", {})}
+        given = {
+            key: value
+            for key, value in config.get("OPTIONS", {}).items()
+            if key not in POOL_OPTIONS  # checked above; SQLite has no pool
+        }
+        config["OPTIONS"] = {**SQLITE_OPTIONS, **given}
     return config

@@ -11,6 +11,7 @@ before any app does.
 import ipaddress
 import os
 import re
+from typing import NoReturn
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -32,7 +33,7 @@ SECONDS = f"seconds above 0 and at most {MAX_SECONDS} (such as 2.5)"
 RATE_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
 
 
-def missing(name: str, hint: str = ""):
+def missing(name: str, hint: str = "") -> NoReturn:
     """Raise ImproperlyConfigured naming the variable that must be set."""
     raise ImproperlyConfigured(f"Set the {name} environment variable{hint}.")
 

@@ -195,3 +195,19 @@ def test_each_entry_has_options_of_its_own():
         database_from_url(url)["OPTIONS"]["timeout"] = 0
         assert defaults == before
         assert database_from_url(url)["OPTIONS"].get("timeout") != 0
+
+
+def test_pool_options_in_a_sqlite_url_are_checked_but_not_passed_to_sqlite():
+    # SQLite has no pool: sqlite3.connect() would refuse the keyword.
+    options = database_from_url("sqlite:///x.sqlite3?pool_size=4")["OPTIONS"]
+    assert "pool_size" not in options
+    with pytest.raises(ImproperlyConfigured):
+        database_from_url("sqlite:///x.sqlite3?pool_size=0")
+
+
+def test_server_settings_in_the_url_keep_the_projects_own():
+    config = database_from_url("postgres://u@h/n?options=-c%20statement_timeout%3D5s")
+    options = config["OPTIONS"]["options"]
+    # Both the project's timeouts and the URL's setting, the URL's last.
+    assert options.startswith(POSTGRES_OPTIONS["options"])
+    assert options.endswith("-c statement_timeout=5s")

@@ -1,7 +1,7 @@
 """
 PostgreSQL through psycopg2, with a bounded connection pool in each process.
 
-``ENGINE = "counterproject.postgresql"``; ``settings.database_from_url``
+``ENGINE = "counterproject.postgresql"``; ``database_url.database_from_url``
 selects it for ``postgres://`` URLs. It is Django's own PostgreSQL backend,
 except that a connection closed at the end of a request goes back to a pool
 of at most ``OPTIONS["pool_size"]`` connections instead of to the server. A
@@ -197,7 +197,7 @@ def _check_pool_options(options: dict) -> None:
     """Refuse pool options that would fail only once the pool is in use."""
     size: Any = options.get("pool_size")
     seconds: list[Any] = [options.get("pool_timeout"), options.get("pool_max_age")]
-    # settings.database_from_url reads them from text; a hand-written
+    # database_url.database_from_url reads them from text; a hand-written
     # DATABASES could still hold "2.5" (a TypeError when the pool is full)
     # or a wait longer than a lock can (an OverflowError).
     if not (
