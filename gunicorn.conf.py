@@ -256,29 +256,9 @@ def post_request(worker, req, environ, resp):
         after_request()
 
 
-logconfig_dict = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"default": _settings.LOG_FORMATTER},
-    "handlers": {
-        "stdout": {
-            "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
-            "formatter": "default",
-        },
-    },
-    "root": {"handlers": ["stdout"], "level": "INFO"},
-    "loggers": {
-        "gunicorn.error": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
-        # With LOG_FORMAT=json, Django logs each answer itself, with more
-        # fields (counterproject.requests): gunicorn's line would repeat it.
-        "gunicorn.access": {
-            "handlers": ["stdout"],
-            "level": "INFO" if _settings.LOG_FORMAT == "text" else "WARNING",
-            "propagate": False,
-        },
-    },
-}
+# The project's one logging configuration (counterproject/settings.py), with
+# gunicorn's own loggers in it.
+logconfig_dict = _settings.LOGGING
 
 # Prometheus' multiprocess mode (#25): every worker writes its figures to
 # files in this directory, and /metrics adds them up. Set at the end of this

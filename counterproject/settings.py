@@ -236,18 +236,30 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"default": LOG_FORMATTER},
     "handlers": {
-        "stdout": {
+        "console": {
             "class": "logging.StreamHandler",
             "stream": LOG_STREAM,
             "formatter": "default",
         },
     },
-    "root": {"handlers": ["stdout"], "level": "INFO"},
-    # One line per answer, in JSON only: gunicorn's access log has them in text.
+    "root": {"handlers": ["console"], "level": "INFO"},
+    # gunicorn.conf.py hands this same dict to gunicorn (logconfig_dict).
+    # One line per answer: Django's with more fields in JSON, gunicorn's
+    # access log in text.
     "loggers": {
         "counterproject.requests": {
             "level": "INFO" if LOG_FORMAT == "json" else "WARNING"
-        }
+        },
+        "gunicorn.error": {
+            "handlers": ["console"],
+            "level": "INFO",
+            "propagate": False,
+        },
+        "gunicorn.access": {
+            "handlers": ["console"],
+            "level": "INFO" if LOG_FORMAT == "text" else "WARNING",
+            "propagate": False,
+        },
     },
 }
 
