@@ -2,11 +2,7 @@
 
 from dataclasses import dataclass
 
-from .models import Source
-
-# CounterEvent.actor's length: a longer name (a custom user model's) is cut,
-# rather than failing the change and every take batched with it.
-WHO_MAX_LENGTH = 255
+from .models import ACTOR_MAX_LENGTH, Source
 
 
 @dataclass(frozen=True)
@@ -23,4 +19,4 @@ class Actor:
     who: str
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "who", self.who[:WHO_MAX_LENGTH])
+        object.__setattr__(self, "who", self.who[:ACTOR_MAX_LENGTH])

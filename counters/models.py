@@ -4,6 +4,11 @@ from .parsing import NAME_MAX_LENGTH
 
 GLOBAL = "global"
 
+# Who made a change, as the audit trail keeps it: a longer name (a custom
+# user model's) is cut (counters.actors), rather than failing the change and
+# every take batched with it.
+ACTOR_MAX_LENGTH = 255
+
 # A counter's value is a PostgreSQL bigint: signed 64-bit.
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -67,12 +72,12 @@ class CounterEvent(models.Model):
     pointing at it, so the trail outlives a deleted counter.
     """
 
-    counter_name = models.CharField("counter", max_length=100)
+    counter_name = models.CharField("counter", max_length=NAME_MAX_LENGTH)
     action = models.CharField(max_length=10, choices=Action.choices)
     old_value = models.BigIntegerField(null=True, blank=True)
     new_value = models.BigIntegerField(null=True, blank=True)
     source = models.CharField(max_length=5, choices=Source.choices)
-    actor = models.CharField(max_length=255)
+    actor = models.CharField(max_length=ACTOR_MAX_LENGTH)
     created_at = models.DateTimeField("when", auto_now_add=True)
 
     class Meta:
