@@ -15,7 +15,10 @@ Cached, database-backed sessions that never lose a per-user counter update.
   database got during the outage, and the counter must not go backwards;
 - the cache is written and deleted only once the database has committed
   (``transaction.on_commit``), so it never holds what was rolled back;
-- a cached login whose row is gone is removed from the cache.
+- a cached login whose row is gone is removed from the cache;
+- each async twin (``aload``, ``asave``, ``acycle_key``…, and
+  ``aupdate_counter``, ``acounter_value``) runs its sync method, so it keeps
+  the same guarantees (#26).
 
 Without Redis the cache is Django's DummyCache and this is the ``db`` engine.
 """
@@ -23,6 +26,7 @@ Without Redis the cache is Django's DummyCache and this is the ``db`` engine.
 import logging
 from collections.abc import Callable
 
+from asgiref.sync import sync_to_async
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.cached_db import (
     SessionStore as CachedDBStore,
@@ -186,3 +190,58 @@ class SessionStore(CachedDBStore):
         if row is None:
             return 0
         return self.decode(row.session_data).get(COUNTER_KEY, 0)
+
+    # --- Async twins ---------------------------------------------------------
+    #
+    # Django's own twins take another path: cached_db's write the cache before
+    # the commit and know no stale login, and base acycle_key() creates and
+    # deletes without the row lock. Each twin here runs its sync method in a
+    # thread instead: transaction.atomic(), select_for_update() and on_commit()
+    # have no async API, and one code path keeps one set of guarantees.
+    # thread_sensitive=True runs it in the request's own sync thread (one per
+    # ASGI request), on the connection and in the transaction, if any, of the
+    # request's other sync code. The dict-like twins (aget, aset, apop…) and
+    # the expiry twins load through aload(); acache_key() picks a new key
+    # through aexists(); aclear_expired() touches only the database, as
+    # clear_expired() does.
+
+    async def aload(self) -> dict:
+        """See load()."""
+        return await sync_to_async(self.load, thread_sensitive=True)()
+
+    async def aexists(self, session_key: str) -> bool:
+        """See exists()."""
+        # cached_db's aexists() asks the cache synchronously, in the event loop.
+        return await sync_to_async(self.exists, thread_sensitive=True)(session_key)
+
+    async def acreate(self) -> None:
+        """See create()."""
+        await sync_to_async(self.create, thread_sensitive=True)()
+
+    async def asave(self, must_create: bool = False) -> None:
+        """See save()."""
+        await sync_to_async(self.save, thread_sensitive=True)(must_create)
+
+    async def adelete(self, session_key: str | None = None) -> None:
+        """See delete()."""
+        await sync_to_async(self.delete, thread_sensitive=True)(session_key)
+
+    async def acycle_key(self) -> None:
+        """See cycle_key(); django.contrib.auth.alogin() calls this."""
+        await sync_to_async(self.cycle_key, thread_sensitive=True)()
+
+    async def aflush(self) -> None:
+        """See flush(); django.contrib.auth.alogout() calls this."""
+        await sync_to_async(self.flush, thread_sensitive=True)()
+
+    async def aupdate_counter(self, change: Callable[[int], int]) -> int:
+        """
+        See update_counter().
+
+        ``change`` is a plain function: it runs in the thread, under the lock.
+        """
+        return await sync_to_async(self.update_counter, thread_sensitive=True)(change)
+
+    async def acounter_value(self) -> int:
+        """See counter_value()."""
+        return await sync_to_async(self.counter_value, thread_sensitive=True)()
