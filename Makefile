@@ -9,7 +9,7 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 \
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test check bench bench-replication setup check-python
+.PHONY: serve test check constraints bench bench-replication setup check-python
 
 check-python:
 	@test -n "$(PYTHON)" || { echo "Error: counterproject needs Python 3.12 or newer (Django 6.1); install one, or name it with 'make PYTHON=/path/to/python3.12 ...'." >&2; exit 1; }
@@ -17,14 +17,14 @@ check-python:
 $(BIN)/python: | check-python
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --editable .
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable .
 	touch $@
 
 # The test extra: pytest, the server fixtures, selenium, django-sequences.
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet --editable '.[test]'
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -46,7 +46,7 @@ test: $(VENV)/.installed-test
 # Style and types: ruff (lint and format) and mypy with django-stubs, as CI
 # runs them (.ci/run). The settings need a secret to load for the stubs.
 $(VENV)/.installed-check: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet --editable '.[check]'
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[check]'
 	touch $@
 
 check: $(VENV)/.installed-check
@@ -68,3 +68,13 @@ bench: $(VENV)/.installed-test
 # docs/benchmarks-replication.md.
 bench-replication: $(VENV)/.installed-test
 	$(BIN)/python bench/replication.py
+
+# Write constraints.txt anew: the newest versions pyproject.toml allows, in a
+# fresh virtualenv; run the suite before committing it.
+constraints: | check-python
+	rm -rf .constraints-venv
+	$(PYTHON) -m venv .constraints-venv
+	.constraints-venv/bin/python -m pip install --quiet --editable '.[test,check]'
+	{ sed -n '1,4p' constraints.txt; .constraints-venv/bin/python -m pip freeze --exclude-editable; } > constraints.new
+	mv constraints.new constraints.txt
+	rm -rf .constraints-venv
