@@ -18,8 +18,9 @@ from counters.api import api_endpoint, client_actor, requested_step
 from counters.combining import acombine, combine
 from counters.exceptions import CounterError, CounterNotFound, not_public
 from counters.models import Action
+from counters.names import check_name
 from counters.services.rules import check_sum, is_recorded
-from counters.services.take import batch_in_thread, check_take
+from counters.services.take import batch_in_thread, check_take_step
 
 SELECT = (
     "SELECT value, public, audit_takes FROM counters_counter WHERE name = %s FOR UPDATE"
@@ -69,9 +70,10 @@ def take_batch(name: str, takes: list) -> list[int | CounterError]:
 @api_endpoint("POST")
 def take(request, name: str):
     """``counter_take_number`` with ``take_batch`` for the ORM's."""
-    by = requested_step(request)
-    check_take(name, by)
-    item = (client_actor(request), True)
+    actor = client_actor(request)
+    check_take_step(requested_step(request), actor=actor)
+    check_name(name)
+    item = (actor, True)
     number = combine(("take-sql", name), item, lambda takes: take_batch(name, takes))
     return JsonResponse({"name": name, "value": number})
 
@@ -80,9 +82,10 @@ def take(request, name: str):
 @api_endpoint("POST")
 async def atake(request, name: str):
     """The ASGI twin of ``take``, as ``acounter_take_number`` is the product's."""
-    by = requested_step(request)
-    check_take(name, by)
-    item = (client_actor(request), True)
+    actor = client_actor(request)
+    check_take_step(requested_step(request), actor=actor)
+    check_name(name)
+    item = (actor, True)
     number = await acombine(
         ("take-sql", name), item, lambda takes: batch_in_thread(take_batch, name, takes)
     )

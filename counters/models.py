@@ -1,6 +1,6 @@
 from django.db import models
 
-from .parsing import NAME_MAX_LENGTH
+from .names import NAME_MAX_LENGTH
 
 GLOBAL = "global"
 

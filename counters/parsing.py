@@ -1,5 +1,6 @@
 """
-What every edge accepts: a counter's name, and a number sent as text.
+What every edge accepts of a number sent as text (a counter's name has its
+rule in ``counters.names``).
 
 Python's ``int()`` is too lenient for an edge that must refuse what it does
 not understand: it takes surrounding spaces, underscores (``"1_000"``) and the
@@ -9,12 +10,6 @@ which ``is_integer`` tells from a bool or a float.
 """
 
 import re
-
-from .exceptions import InvalidName
-
-# Counter.name is a SlugField(max_length=100): Django's ASCII slug.
-COUNTER_NAME = re.compile(r"[-a-zA-Z0-9_]+")
-NAME_MAX_LENGTH = 100
 
 INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
 
@@ -43,17 +38,3 @@ def parse_integer(text: object) -> int:
     ):
         raise ValueError(f"{text!r} is not an optional sign and ASCII digits.")
     return int(text)
-
-
-def check_name(name: object) -> None:
-    """Refuse what cannot be a counter's name, whether to create or to find it."""
-    # A name is looked up by the same rule it was created by, so that text no
-    # counter can have (a NUL, an unencodable byte from argv) never reaches
-    # the database.
-    if not isinstance(name, str) or not COUNTER_NAME.fullmatch(name):
-        raise InvalidName(
-            f"{name!r} is not a valid counter name: use letters, digits, "
-            "hyphens and underscores."
-        )
-    if len(name) > NAME_MAX_LENGTH:
-        raise InvalidName(f"A counter name has at most {NAME_MAX_LENGTH} characters.")

@@ -7,7 +7,8 @@ from django.utils import timezone
 
 from .exceptions import CounterNotFound, InvalidLimit, InvalidValue, not_public
 from .models import INT64_MAX, Action, Counter, CounterEvent
-from .parsing import check_name, is_integer
+from .names import check_name
+from .parsing import is_integer
 from .sessions import SessionStore
 
 

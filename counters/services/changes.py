@@ -12,7 +12,8 @@ from django.db import IntegrityError, transaction
 from ..actors import Actor
 from ..exceptions import CounterExists, CounterProtected, InvalidValue, OutOfRange
 from ..models import GLOBAL, INT64_MAX, INT64_MIN, Action, Counter
-from ..parsing import check_name, is_integer
+from ..names import check_name
+from ..parsing import is_integer
 from .rules import add_locked, check_step, locked, record
 
 

@@ -9,7 +9,8 @@ from django.db.models import F
 from ..actors import Actor
 from ..exceptions import CounterNotFound, InvalidStep, OutOfRange
 from ..models import INT64_MAX, INT64_MIN, Counter, CounterEvent, Source
-from ..parsing import check_name, is_integer
+from ..names import check_name
+from ..parsing import is_integer
 
 logger = logging.getLogger("counters.services")
 

@@ -18,7 +18,8 @@ from ..actors import Actor
 from ..combining import acombine, combine
 from ..exceptions import CounterError, InvalidStep, not_public
 from ..models import Action, CounterEvent
-from ..parsing import check_name, is_integer
+from ..names import check_name
+from ..parsing import is_integer
 from .rules import add_locked, is_recorded, locked
 
 
