@@ -127,7 +127,7 @@ def on_starting(server):
         server.cfg.set("reuse_port", True)
     if _settings.COUNTERS_NAIVE_DEMO:
         # Before the first fork, so that every worker inherits it (#13).
-        from counters import naive_manager
+        from naive_demo import manager as naive_manager
 
         server.naive_manager = naive_manager.start()
 

@@ -6,7 +6,7 @@ The README's answer to "will the global object go wrong, and what instead?"
 
 It serves the project with COUNTERS_NAIVE_DEMO=1 on a throwaway PostgreSQL
 (production durability) and Redis, and runs loadtest's load against every
-alternative people suggest (``counters/naive.py``) and against the project's
+alternative people suggest (``naive_demo/views.py``) and against the project's
 own global and per-user counters: under gunicorn (gthread) 1 × 1, 1 × 8,
 4 × 1 and 4 × 8; through two masters of 2 × 8 on the same database and Redis
 (two hosts, the clients taking turns); and, for the Redis-backed ones, at

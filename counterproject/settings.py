@@ -182,6 +182,9 @@ if HTTPS:
 # Serve the naive counters at /api/naive/…/increment/: the module-level object
 # (#5) and the alternatives people suggest for it (#13).
 COUNTERS_NAIVE_DEMO = env_flag("COUNTERS_NAIVE_DEMO", default=False)
+if COUNTERS_NAIVE_DEMO:
+    # Installed and routed (counterproject/urls.py) only on demand.
+    INSTALLED_APPS.append("naive_demo")
 
 # --- Internationalization ---------------------------------------------------
 

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -12,6 +13,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("counters.urls")),
 ]
+if settings.COUNTERS_NAIVE_DEMO:
+    # The naive counters, a demonstration apart from the product (#26).
+    urlpatterns.append(path("", include("naive_demo.urls")))
 
 handler400 = "counterproject.errors.bad_request"
 handler404 = "counterproject.errors.page_not_found"

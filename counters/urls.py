@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, naive, views
+from . import api, views
 
 app_name = "counters"
 
@@ -21,31 +21,4 @@ urlpatterns = [
     path("api/me/increment/", api.me_increment, name="api-me-increment"),
     path("api/me/decrement/", api.me_decrement, name="api-me-decrement"),
     path("api/me/reset/", api.me_reset, name="api-me-reset"),
-    # Demonstrations, served only with COUNTERS_NAIVE_DEMO=1 (#5, #13).
-    path("api/naive/increment/", naive.increment, name="api-naive-increment"),
-    path(
-        "api/naive/dict/increment/",
-        naive.dict_increment,
-        name="api-naive-dict-increment",
-    ),
-    path(
-        "api/naive/cache/increment/",
-        naive.cache_increment,
-        name="api-naive-cache-increment",
-    ),
-    path(
-        "api/naive/cache-incr/increment/",
-        naive.cache_incr_increment,
-        name="api-naive-cache-incr-increment",
-    ),
-    path(
-        "api/naive/manager/increment/",
-        naive.manager_increment,
-        name="api-naive-manager-increment",
-    ),
-    path(
-        "api/naive/session/increment/",
-        naive.session_increment,
-        name="api-naive-session-increment",
-    ),
 ]

@@ -15,6 +15,7 @@ from counters.management.commands.loadtest import (
 )
 
 from .conftest import database_url, manage_on_test_database
+from .naive_urls import turn_demo_on
 
 
 def summary_of(numbers, requests=None, errors=None):
@@ -100,7 +101,7 @@ def test_bad_arguments_are_refused(args, message):
 def test_naive_endpoint_is_a_404_unless_the_demo_is_on(settings):
     client = Client()
     assert client.post("/api/naive/increment/").status_code == 404
-    settings.COUNTERS_NAIVE_DEMO = True
+    turn_demo_on(settings)
     first = client.post("/api/naive/increment/").json()["value"]
     assert client.post("/api/naive/increment/").json() == {"value": first + 1}
     assert client.get("/api/naive/increment/").status_code == 405

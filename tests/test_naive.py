@@ -19,6 +19,7 @@ from django.test import Client
 from counters.management.commands.loadtest import Results, run_load
 
 from .conftest import database_url, manage_on_test_database
+from .naive_urls import turn_demo_on
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -72,7 +73,7 @@ def test_every_demonstration_is_a_404_unless_the_demo_is_on(
     response = Client().post(path)
     assert response.status_code == 404
     assert response.json() == {"error": f"There is nothing at {path}."}
-    settings.COUNTERS_NAIVE_DEMO = True
+    turn_demo_on(settings)
     assert Client().get(path).status_code == 405
 
 
@@ -80,7 +81,7 @@ def test_every_demonstration_is_a_404_unless_the_demo_is_on(
     "path", ["/api/naive/cache/increment/", "/api/naive/cache-incr/increment/"]
 )
 def test_cache_demonstrations_need_a_shared_cache(path, settings):
-    settings.COUNTERS_NAIVE_DEMO = True
+    turn_demo_on(settings)
     response = Client().post(path)
     assert response.status_code == 404
     assert "set REDIS_URL" in response.json()["error"]
@@ -95,7 +96,7 @@ def test_cache_demonstrations_need_a_shared_cache(path, settings):
     ],
 )
 def test_one_client_of_one_process_counts_up(path, settings):
-    settings.COUNTERS_NAIVE_DEMO = True
+    turn_demo_on(settings)
     client = Client()  # keeps the session cookie
     first = client.post(path).json()["value"]
     assert client.post(path).json() == {"value": first + 1}

@@ -7,7 +7,8 @@ dict, the cache read and written back, the cache's atomic ``incr``, a
 ``multiprocessing.Manager``, and a session key (#13). ``manage.py loadtest``
 shows which of them hand out a number twice or skip one, and under which
 gunicorn shape; the README has the figures and says when each is the right
-tool. Served with ``COUNTERS_NAIVE_DEMO=1`` only; a 404 otherwise. Each is an
+tool. Installed and routed with ``COUNTERS_NAIVE_DEMO=1`` only; a 404
+otherwise (and each view checks the setting again). Each is an
 anonymous, CSRF-exempt POST with an empty body that answers
 ``{"value": N}``, the value the request produced.
 """
@@ -19,8 +20,9 @@ from django.core.cache import cache, caches
 from django.core.cache.backends.dummy import DummyCache
 from django.http import JsonResponse
 
-from . import naive_manager
-from .api import api_endpoint, csrf_exempt, json_error
+from counters.api import api_endpoint, csrf_exempt, json_error
+
+from . import manager as naive_manager
 
 CACHE_KEY = "counters:naive:cache"
 INCR_KEY = "counters:naive:incr"
@@ -59,7 +61,7 @@ class NaiveCounter:
 
 
 counter = NaiveCounter()
-counts = {}
+counts: dict[str, int] = {}
 
 
 @demo
