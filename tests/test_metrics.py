@@ -11,7 +11,6 @@ import sys
 import threading
 from collections import Counter as Tally
 
-import psycopg2
 import pytest
 import requests
 from django.db import connection
@@ -21,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from counterproject.testing.servers import project_command
 from counterproject.testing.visitors import Visitor
 
-from .conftest import database_url, wait_for
+from .conftest import database_url, row_lock_held, wait_for
 
 TOKEN = "a-token-for-the-tests-only"
 TAKE = "/api/counters/global/increment/"
@@ -244,7 +243,7 @@ def test_metrics_add_up_over_the_workers_and_survive_one_replaced(
 
 @pytest.mark.postgresql
 def test_a_pool_of_one_that_runs_out_is_counted(
-    transactional_db, global_counter, serve
+    transactional_db, postgres, global_counter, serve
 ):
     env = {
         "DATABASE_URL": database_url(),
@@ -252,30 +251,23 @@ def test_a_pool_of_one_that_runs_out_is_counted(
         "DATABASE_POOL_SIZE": "1",
         "DATABASE_POOL_TIMEOUT": "0.5",
     }
-    with serve(env, workers=1, threads=4, args=KINDS["gthread"]) as base_url:
-        # Hold global's row: the worker's one connection waits on it in a take.
-        holder = psycopg2.connect(database_url())
-        try:
-            with holder.cursor() as cursor:
-                cursor.execute(
-                    "SELECT 1 FROM counters_counter WHERE name = 'global' FOR UPDATE"
-                )
-            blocked = threading.Thread(
-                target=requests.post, args=(base_url + TAKE,), kwargs={"timeout": 30}
-            )
-            blocked.start()
-            assert wait_for(
-                lambda: (
-                    value(scrape(base_url), "counters_db_pool_connections_in_use") >= 1
-                )
-            )
-            statuses = [
-                requests.get(f"{base_url}/api/counters/global/", timeout=30).status_code
-                for _ in range(3)
-            ]
-        finally:
-            holder.rollback()
-            holder.close()
+    with (
+        serve(env, workers=1, threads=4, args=KINDS["gthread"]) as base_url,
+        # Global's row held: the worker's one connection waits on it in a take.
+        row_lock_held(postgres, "global") as release,
+    ):
+        blocked = threading.Thread(
+            target=requests.post, args=(base_url + TAKE,), kwargs={"timeout": 30}
+        )
+        blocked.start()
+        assert wait_for(
+            lambda: value(scrape(base_url), "counters_db_pool_connections_in_use") >= 1
+        )
+        statuses = [
+            requests.get(f"{base_url}/api/counters/global/", timeout=30).status_code
+            for _ in range(3)
+        ]
+        release()
         blocked.join(30)
         samples = scrape(base_url)
     assert statuses == [503, 503, 503]
