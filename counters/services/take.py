@@ -81,13 +81,17 @@ def counted(name: str, actor: Actor | None):
     if not metrics.collecting():
         yield
         return
-    interface = "internal" if actor is None else actor.source.value
     try:
         yield
     except (CounterError, DatabaseError) as error:
-        metrics.count_refusal(interface, error)
+        metrics.count_refusal(interface_of(actor), error)
         raise
-    metrics.TAKES.labels(name, interface).inc()
+    metrics.TAKES.labels(name, interface_of(actor)).inc()
+
+
+def interface_of(actor: Actor | None) -> str:
+    """Return the metrics' interface of a take by ``actor``."""
+    return "internal" if actor is None else actor.source.value
 
 
 def check_take_step(by: object, *, actor: Actor | None = None) -> None:
@@ -98,10 +102,12 @@ def check_take_step(by: object, *, actor: Actor | None = None) -> None:
     take's would be.
     """
     if not is_integer(by) or by != 1:
-        with counted("", actor):
-            raise InvalidStep(
-                "A take hands out exactly one number: send no step, or a step of 1."
-            )
+        error = InvalidStep(
+            "A take hands out exactly one number: send no step, or a step of 1."
+        )
+        if metrics.collecting():
+            metrics.count_refusal(interface_of(actor), error)
+        raise error
 
 
 def batch_in_thread(batch, name: str, takes: list) -> list[int | CounterError]:
