@@ -24,6 +24,7 @@ import requests
 from counterproject.testing.servers import PostgresCluster, migrate
 
 from .conftest import started, unavailable, wait_for
+from .replication import STANDBY, replication_state
 from .reports import report
 
 TAKERS = 6  # client threads taking numbers of "global"
@@ -32,7 +33,6 @@ BEFORE = 150  # takes answered before the primary is killed
 AFTER = 30  # takes answered by each app server after the promotion
 MAX_REQUESTS = 2000  # per client thread
 MAX_SECONDS = 90  # per client thread
-STANDBY = "standby"  # its cluster_name, and so its application_name
 
 
 @pytest.fixture
@@ -95,14 +95,6 @@ def replicated(*, synchronous: bool):
     finally:
         standby.destroy()
         primary.destroy()
-
-
-def replication_state(primary: PostgresCluster) -> tuple[str, str] | None:
-    rows = primary.psql(
-        "SELECT state, sync_state FROM pg_stat_replication "
-        f"WHERE application_name = '{STANDBY}'"
-    )
-    return tuple(rows.split("|")) if rows else None
 
 
 # --- Traffic ------------------------------------------------------------------

@@ -31,6 +31,7 @@ from .partitions import (
     counters_database,
     show,
 )
+from .replication import STANDBY, replication_state
 
 CONNECT_TIMEOUT = 2  # libpq's, in DATABASE_URL: each host's try
 # The longest a take may wait: for a pool slot, for connecting to each of
@@ -65,28 +66,23 @@ def replicated(network, *, synchronous: bool):
         primary,
         standby_host,
         replication,
-        settings={"cluster_name": "standby", "wal_receiver_timeout": "2s"},
+        settings={"cluster_name": STANDBY, "wal_receiver_timeout": "2s"},
     )
     started(standby, "PostgreSQL standby")
     if synchronous:
         # On the primary alone: the promoted standby waits for no standby.
-        primary.psql("ALTER SYSTEM SET synchronous_standby_names = 'standby'")
+        primary.psql(f"ALTER SYSTEM SET synchronous_standby_names = '{STANDBY}'")
         primary.psql("SELECT pg_reload_conf()")
     wanted = "sync" if synchronous else "async"
-    assert wait_for(lambda: sync_state(primary) == wanted), sync_state(primary)
+    assert wait_for(lambda: replication_state(primary) == ("streaming", wanted)), (
+        replication_state(primary)
+    )
     url = (
         f"postgres://{primary.user}@{primary.host}:{primary.port},"
         f"{standby.host}:{standby.port}/counters"
         f"?target_session_attrs=read-write&connect_timeout={CONNECT_TIMEOUT}"
     )
     return primary, standby, (primary_host, replication), url
-
-
-def sync_state(primary) -> str:
-    return primary.psql(
-        "SELECT sync_state FROM pg_stat_replication"
-        " WHERE application_name = 'standby' AND state = 'streaming'"
-    )
 
 
 def taking(load: Load, since: float, count: int, *, seconds: float = 60) -> bool:
