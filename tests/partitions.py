@@ -12,8 +12,8 @@ import requests
 from counterproject.testing.servers import migrate
 from counters.management.commands.loadtest import realtime_violations
 
-from .conftest import wait_for
 from .reports import report
+from .support import wait_for
 
 CLIENTS = 8
 DEADLINE, POOL_TIMEOUT = 2, 1

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from counters.models import GLOBAL, INT64_MAX, Counter, CounterEvent
 from counters.services import counter_take
 
-from .conftest import stored_value
+from .support import stored_value
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from counters.api import error_status
 from counters.exceptions import CounterNotFound, CounterNotPublic, InvalidStep
 from counters.models import INT64_MAX, Counter, CounterEvent
 
-from .conftest import stored_value
+from .support import stored_value
 
 pytestmark = pytest.mark.django_db
 

@@ -25,7 +25,7 @@ from counters.exceptions import CounterNotPublic
 from counters.models import Counter, CounterEvent, Source
 from counters.services import acounter_take
 
-from .conftest import row_lock_held, stored_value, transactions_of_takes
+from .support import row_lock_held, stored_value, transactions_of_takes
 
 
 class Boom(Exception):

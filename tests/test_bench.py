@@ -9,7 +9,7 @@ import sys
 
 from counterproject.testing.servers import ROOT
 
-from .conftest import unavailable
+from .support import unavailable
 
 KINDS = {
     "gthread × 4 threads": "gthread",

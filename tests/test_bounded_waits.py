@@ -21,7 +21,7 @@ from counterproject.postgresql import waiting
 from counterproject.postgresql.base import DatabaseWrapper
 from counterproject.testing.servers import PostgresCluster, project_command
 
-from .conftest import started
+from .support import started
 
 # The bound checked on each wait: the deadline and a margin for a loaded
 # machine. A correctness property of the deadline, not a speed claim.

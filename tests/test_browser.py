@@ -30,7 +30,7 @@ from .browser import (
     shown_value,
     submit,
 )
-from .conftest import database_url, stored_value, unavailable
+from .support import database_url, stored_value, unavailable
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,7 +6,6 @@ transactions, on both databases (the trigger test on PostgreSQL only).
 """
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -19,7 +18,7 @@ from counters.exceptions import OutOfRange
 from counters.models import INT64_MAX, Counter, CounterEvent, Source
 from counters.services import counter_take
 
-from .conftest import stored_value
+from .support import stored_value, wait_for
 
 
 class Boom(Exception):
@@ -29,14 +28,13 @@ class Boom(Exception):
 def wait_until_queued(key: str, count: int, *, seconds: float = 30.0) -> None:
     """Wait until ``count`` calls wait behind the running batch of lane ``key``."""
     lane = combining._lanes[key]
-    deadline = time.monotonic() + seconds
-    while True:
+
+    def queued() -> bool:
         with lane.lock:
-            if len(lane.waiting) >= count:
-                return
-        if time.monotonic() > deadline:
-            pytest.fail(f"{count} calls did not queue on {key!r} within {seconds} s")
-        time.sleep(0.005)
+            return len(lane.waiting) >= count
+
+    if not wait_for(queued, seconds, interval=0.005):
+        pytest.fail(f"{count} calls did not queue on {key!r} within {seconds} s")
 
 
 def test_calls_that_wait_together_run_as_one_batch_and_get_their_own_results():

@@ -17,7 +17,7 @@ from django.utils import timezone
 from counterproject.testing.servers import project_command
 from counters.models import GLOBAL, INT64_MAX, INT64_MIN, Counter, CounterEvent
 
-from .conftest import database_env, manage_on_test_database, stored_value
+from .support import database_env, manage_on_test_database, stored_value
 
 pytestmark = pytest.mark.django_db
 

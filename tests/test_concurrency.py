@@ -22,7 +22,7 @@ from counters.exceptions import OutOfRange
 from counters.models import GLOBAL, INT64_MAX, Counter, CounterEvent, Source
 from counters.services import counter_set, counter_take
 
-from .conftest import database_url, stored_value
+from .support import database_url, stored_value
 from .takers import take_in_process
 
 pytestmark = pytest.mark.django_db(transaction=True)

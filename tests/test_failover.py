@@ -23,9 +23,9 @@ import requests
 
 from counterproject.testing.servers import PostgresCluster, migrate
 
-from .conftest import started, unavailable, wait_for
 from .replication import STANDBY, replication_state
 from .reports import report
+from .support import started, unavailable, wait_for
 
 TAKERS = 6  # client threads taking numbers of "global"
 VISITORS = 3  # client threads, each a visitor with its own counter

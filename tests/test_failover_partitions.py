@@ -18,7 +18,6 @@ import time
 import pytest
 import requests
 
-from .conftest import started, wait_for
 from .partitions import (
     DEADLINE,
     KINDS,
@@ -32,6 +31,7 @@ from .partitions import (
     show,
 )
 from .replication import STANDBY, replication_state
+from .support import started, wait_for
 
 CONNECT_TIMEOUT = 2  # libpq's, in DATABASE_URL: each host's try
 # The longest a take may wait: for a pool slot, for connecting to each of

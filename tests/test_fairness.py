@@ -15,7 +15,7 @@ import requests
 
 from counters.models import GLOBAL, Counter
 
-from .conftest import database_url, unavailable
+from .support import database_url, unavailable
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

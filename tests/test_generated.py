@@ -34,12 +34,12 @@ from hypothesis import strategies as st
 from counters.models import GLOBAL, INT64_MAX, INT64_MIN, Counter, CounterEvent
 from counters.sessions import SessionStore
 
-from .conftest import examples
+from .support import examples
 
 pytestmark = pytest.mark.django_db
 
 # Bounded: about 2,700 examples in all on PostgreSQL, under two minutes on
-# two cores, and a quarter of them again on SQLite (tests/conftest.py).
+# two cores, and a quarter of them again on SQLite (tests/support.py).
 generated = settings(
     deadline=None,  # a request's time varies with the machine; none is asserted
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

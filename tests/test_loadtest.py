@@ -14,8 +14,8 @@ from counters.management.commands.loadtest import (
     realtime_violations,
 )
 
-from .conftest import database_url, manage_on_test_database
 from .naive_urls import turn_demo_on
+from .support import database_url, manage_on_test_database
 
 
 def summary_of(numbers, requests=None, errors=None):

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from counterproject.testing.servers import project_command
 from counterproject.testing.visitors import Visitor
 
-from .conftest import database_url, row_lock_held, wait_for
+from .support import database_url, row_lock_held, wait_for
 
 TOKEN = "a-token-for-the-tests-only"
 TAKE = "/api/counters/global/increment/"

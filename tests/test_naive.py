@@ -18,8 +18,8 @@ from django.test import Client
 
 from counters.management.commands.loadtest import Results, run_load
 
-from .conftest import database_url, manage_on_test_database
 from .naive_urls import turn_demo_on
+from .support import database_url, manage_on_test_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

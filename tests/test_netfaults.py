@@ -22,7 +22,7 @@ from redis.retry import Retry
 
 from counterproject.testing import netfaults
 
-from .conftest import started, unavailable, wait_for
+from .support import started, unavailable, wait_for
 
 STANDBY = "standby"  # its cluster_name, and so its application_name
 REPLY = 50_000  # characters in each answer of the traffic on a faulty link

@@ -19,7 +19,6 @@ import pytest
 
 from counterproject.testing.visitors import Visitor
 
-from .conftest import started, wait_for
 from .partitions import (
     BOUND,
     CLIENTS,
@@ -34,6 +33,7 @@ from .partitions import (
     show,
 )
 from .reports import report
+from .support import started, wait_for
 
 
 @pytest.mark.postgresql

@@ -13,7 +13,7 @@ from django.db import OperationalError, connection
 from counterproject.postgresql.base import DatabaseWrapper
 from counterproject.testing.servers import project_command
 
-from .conftest import database_env
+from .support import database_env, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -214,10 +214,9 @@ def test_a_worker_that_finds_the_pool_full_gets_the_pools_error(postgres, mode):
 
 def gone_or_fail(cursor, pid: int, *, seconds: float = 10) -> None:
     """Return once the backend ``pid`` has exited (polled, bounded)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+
+    def gone() -> bool:
         cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
-        if not cursor.fetchone()[0]:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"Backend {pid} did not exit.")
+        return not cursor.fetchone()[0]
+
+    assert wait_for(gone, seconds, interval=0.02), f"Backend {pid} did not exit."

@@ -8,7 +8,7 @@ from counterproject.database_url import database_from_url
 from counterproject.postgresql.capacity import HINT
 from counterproject.testing.servers import PostgresCluster, manage, project_command
 
-from .conftest import started
+from .support import started
 
 # Where no server listens: settings are refused before any connection.
 UNREACHABLE = "postgres://app@127.0.0.1:1/counters"

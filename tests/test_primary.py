@@ -15,7 +15,7 @@ from counterproject.postgresql import primary
 from counterproject.postgresql.base import DatabaseWrapper
 from counterproject.testing.servers import PostgresCluster
 
-from .conftest import started, unavailable
+from .support import started, unavailable
 
 
 @pytest.fixture

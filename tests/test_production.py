@@ -18,7 +18,7 @@ from counterproject.settings import redis_cache
 from counterproject.testing.servers import ROOT, PostgresCluster, migrate
 from counterproject.testing.visitors import Visitor, all_at_once
 
-from .conftest import database_url, manage_on_test_database, started, wait_for
+from .support import database_url, manage_on_test_database, started, wait_for
 from .test_settings import run, shell_output
 
 README = (ROOT / "README.md").read_text()

@@ -26,7 +26,7 @@ from counters.exceptions import InvalidLimit, InvalidValue
 from counters.models import Action, Counter, CounterEvent, Source
 from counters.services import counter_history_prune, counter_take
 
-from .conftest import examples, row_lock_held, stored_value
+from .support import examples, row_lock_held, stored_value
 from .test_commands import SHELL_ACTOR, Terminal, counter, fails, manage, state
 from .test_generated import assert_sentence, generated, number_text
 from .trail import CUT, OLD, entries_at

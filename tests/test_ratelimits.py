@@ -13,7 +13,7 @@ from counterproject.testing.servers import project_command
 from counters.models import GLOBAL, Counter, CounterEvent
 from counters.ratelimits import client_key
 
-from .conftest import database_url, stored_value
+from .support import database_url, stored_value
 
 pytestmark = pytest.mark.django_db
 

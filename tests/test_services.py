@@ -33,7 +33,7 @@ from counters.services import (
     counter_take,
 )
 
-from .conftest import stored_value
+from .support import stored_value
 
 # Each test runs inside a transaction (db) and in autocommit
 # (transactional_db): the services must behave the same in both.

@@ -14,7 +14,7 @@ from counterproject.testing.servers import migrate
 from counterproject.testing.visitors import Visitor, all_at_once
 from counters.sessions import COUNTER_KEY
 
-from .conftest import database_url
+from .support import database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

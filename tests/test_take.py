@@ -21,7 +21,7 @@ from counters.exceptions import CounterNotPublic
 from counters.models import Counter, CounterEvent, Source
 from counters.services import counter_take
 
-from .conftest import row_lock_held, transactions_of_takes
+from .support import row_lock_held, transactions_of_takes
 
 WEB = Actor(Source.WEB, "session:abc")
 API = Actor(Source.API, "ip:192.0.2.1")

@@ -3,7 +3,7 @@ from django.test import Client
 
 from counters.models import INT64_MAX, Counter, CounterEvent
 
-from .conftest import stored_value
+from .support import stored_value
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from counterproject.testing.visitors import Visitor
 from counters.management.commands.loadtest import run_load
 from counters.models import GLOBAL, CounterEvent
 
-from .conftest import database_url, stored_value, wait_for
+from .support import database_url, stored_value, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -169,16 +168,17 @@ def test_under_gevent_a_take_waiting_on_the_database_stalls_no_other_request(
 
 def wait_until_waiting_for_the_lock(holder, *, seconds: float = 20) -> None:
     """Return once some session waits for a row lock (polled, bounded)."""
-    deadline = time.monotonic() + seconds
     with holder.cursor() as cursor:
-        while time.monotonic() < deadline:
+
+        def waiting() -> bool:
             cursor.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
             )
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.02)
-    raise AssertionError("No take waited for the row lock.")
+            return bool(cursor.fetchone()[0])
+
+        assert wait_for(waiting, seconds, interval=0.02), (
+            "No take waited for the row lock."
+        )
 
 
 def test_asgi_workers_share_a_burst_of_connections(postgres, global_counter, serve):
