@@ -17,9 +17,9 @@ from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 
 from . import health
 from .actors import Actor
-from .exceptions import CounterError, CounterNotFound, CounterNotPublic
+from .exceptions import CounterError, CounterNotFound, CounterNotPublic, InvalidStep
 from .models import Source
-from .parsing import parse_integer
+from .parsing import is_integer, parse_integer
 from .ratelimits import (
     TAKE,
     VISITOR,
@@ -112,9 +112,10 @@ def requested_step(request) -> object:
     """
     Return the ``by`` the request asks for (1 when the body is empty).
 
-    In JSON it is taken as it stands (the service refuses anything but an
-    integer: a bool, a float, a string); in a form it is read as an optional
-    sign and ASCII digits, and other text goes on as text, to be refused.
+    In JSON it is taken as it stands; in a form it is read as an optional
+    sign and ASCII digits, and other text goes on as text. Either way it is
+    not yet checked: ``integer_step`` or ``check_take_step`` refuses what is
+    not an integer (a bool, a float, a string) before any service runs.
     """
     if request.content_type == "application/json":
         data = _json_body(request)
@@ -130,6 +131,13 @@ def requested_step(request) -> object:
     if not isinstance(data, dict) or set(data) - {"by"}:
         raise BadRequestBody(ONLY_BY)
     return data.get("by", 1)
+
+
+def integer_step(by: object) -> int:
+    """Return ``by`` when it is an integer; refuse a bool, a float or text."""
+    if not is_integer(by):
+        raise InvalidStep(f"The step must be a positive integer, not {by!r}.")
+    return by
 
 
 ONLY_BY = 'The request body may only hold "by", as in {"by": 1}.'
@@ -234,14 +242,14 @@ def me_detail(request):
 @api_endpoint("POST")
 @rate_limited(VISITOR, too_many)
 def me_increment(request):
-    by = requested_step(request)
+    by = integer_step(requested_step(request))
     return JsonResponse({"value": session_counter_increment(request.session, by=by)})
 
 
 @api_endpoint("POST")
 @rate_limited(VISITOR, too_many)
 def me_decrement(request):
-    by = requested_step(request)
+    by = integer_step(requested_step(request))
     return JsonResponse({"value": session_counter_decrement(request.session, by=by)})
 
 

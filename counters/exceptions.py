@@ -22,11 +22,11 @@ class InvalidStep(CounterError):
 
 
 class InvalidValue(CounterError):
-    """The value is not an integer."""
+    """A value a change cannot take: an option not on or off, a future cut-off."""
 
 
 class OutOfRange(CounterError):
-    """The result would leave the signed 64-bit range."""
+    """A number, or a change's result, is outside the signed 64-bit range."""
 
 
 class InvalidName(CounterError):

@@ -1,5 +1,6 @@
 from django.db import models
 
+from .exceptions import OutOfRange
 from .names import NAME_MAX_LENGTH
 
 GLOBAL = "global"
@@ -12,6 +13,12 @@ ACTOR_MAX_LENGTH = 255
 # A counter's value is a PostgreSQL bigint: signed 64-bit.
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+
+
+def check_int64(what: str, number: int) -> None:
+    """Refuse a number a bigint cannot hold: a value, a step or a limit."""
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise OutOfRange(f"{what} {number} is outside the signed 64-bit range.")
 
 
 class Counter(models.Model):

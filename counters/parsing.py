@@ -10,6 +10,7 @@ which ``is_integer`` tells from a bool or a float.
 """
 
 import re
+from typing import TypeGuard
 
 INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
 
@@ -18,7 +19,7 @@ INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
 MAX_DIGITS = 4300
 
 
-def is_integer(value: object) -> bool:
+def is_integer(value: object) -> TypeGuard[int]:
     """Return whether ``value`` is an integer, bools excluded."""
     # bool is an int subclass, but True is no step and no value.
     return isinstance(value, int) and not isinstance(value, bool)

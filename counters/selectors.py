@@ -6,9 +6,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from .exceptions import CounterNotFound, InvalidLimit, InvalidValue, not_public
-from .models import INT64_MAX, Action, Counter, CounterEvent
+from .models import Action, Counter, CounterEvent, check_int64
 from .names import check_name
-from .parsing import is_integer
 from .sessions import SessionStore
 
 
@@ -47,11 +46,10 @@ def counter_history(name: str, *, limit: int = 20) -> list[CounterEvent]:
     history raises ``CounterNotFound``.
     """
     check_name(name)
-    if not is_integer(limit) or limit < 1:
-        raise InvalidLimit(f"The limit must be a positive integer, not {limit!r}.")
-    if limit > INT64_MAX:
-        # The database's LIMIT is a bigint: a larger one is an SQL error.
-        raise InvalidLimit(f"The limit {limit} is outside the signed 64-bit range.")
+    if limit < 1:
+        raise InvalidLimit(f"The limit must be a positive integer, not {limit}.")
+    # The database's LIMIT is a bigint: a larger one is an SQL error.
+    check_int64("The limit", limit)
     events = list(CounterEvent.objects.filter(counter_name=name)[:limit])
     if not events and not Counter.objects.filter(name=name).exists():
         raise CounterNotFound(f"There is no counter named {name!r}.")

@@ -375,7 +375,7 @@ def test_zero_step_is_refused(tickets, action):
 @pytest.mark.parametrize("value", [INT64_MAX + 1, INT64_MIN - 1, 10**30])
 def test_set_outside_the_64_bit_range_is_refused(tickets, value):
     assert fails("set", "tickets", str(value)) == (
-        f"{value} is outside the signed 64-bit range."
+        f"The value {value} is outside the signed 64-bit range."
     )
 
 
@@ -437,6 +437,13 @@ def test_delete_without_yes_and_without_terminal_is_refused(tickets, no_terminal
 def test_history_limit_must_be_positive(tickets, limit):
     assert fails("history", "tickets", "--limit", limit) == (
         f"The limit must be a positive integer, not {limit}."
+    )
+
+
+def test_history_limit_must_fit_in_64_bits(tickets):
+    limit = str(INT64_MAX + 1)
+    assert fails("history", "tickets", "--limit", limit) == (
+        f"The limit {limit} is outside the signed 64-bit range."
     )
 
 

@@ -343,8 +343,8 @@ def test_any_prune_command_line_gets_a_clear_answer(trail, monkeypatch, args):
 
 def test_the_service_checks_its_arguments_first(trail):
     before = state()
-    with pytest.raises(InvalidLimit, match="not True"):
-        counter_history_prune(None, before=CUT, actor=OPERATOR, batch_size=True)
+    with pytest.raises(InvalidLimit, match="not 0"):
+        counter_history_prune(None, before=CUT, actor=OPERATOR, batch_size=0)
     with pytest.raises(InvalidValue, match="with a time zone"):
         counter_history_prune(None, before=datetime(2021, 1, 1), actor=OPERATOR)
     assert state() == before

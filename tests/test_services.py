@@ -10,7 +10,6 @@ from counters.exceptions import (
     CounterProtected,
     InvalidName,
     InvalidStep,
-    InvalidValue,
     OutOfRange,
 )
 from counters.models import (
@@ -107,12 +106,14 @@ def test_unknown_counter_is_reported_by_name(counter, service):
         service("nope")
 
 
-@pytest.mark.parametrize("step", [0, 1.5, 1.0, "1", True, None])
-def test_step_must_be_a_non_zero_integer(counter, step):
+# A step that is no integer (a bool, a float, text) is refused by the edges
+# that read it (test_sessions, test_api, test_admin, test_commands): a
+# service takes an int.
+def test_a_step_of_zero_is_refused(counter):
     with pytest.raises(InvalidStep, match="The step must be a positive integer"):
-        counter_increment("tickets", by=step)
+        counter_increment("tickets", by=0)
     with pytest.raises(InvalidStep, match="The step must be a positive integer"):
-        counter_decrement("tickets", by=step)
+        counter_decrement("tickets", by=0)
     assert stored_value("tickets") == 10
 
 
@@ -129,15 +130,11 @@ def test_result_outside_64_bits_is_refused_and_changes_nothing(counter):
 
 @pytest.mark.parametrize("value", [INT64_MAX + 1, INT64_MIN - 1])
 def test_set_outside_64_bits_is_refused(counter, value):
-    with pytest.raises(OutOfRange, match="outside the signed 64-bit range"):
+    with pytest.raises(OutOfRange) as refused:
         counter_set("tickets", value)
-    assert stored_value("tickets") == 10
-
-
-@pytest.mark.parametrize("value", ["5", 5.0, True, None])
-def test_set_needs_an_integer(counter, value):
-    with pytest.raises(InvalidValue, match="The value must be an integer"):
-        counter_set("tickets", value)
+    assert str(refused.value) == (
+        f"The value {value} is outside the signed 64-bit range."
+    )
     assert stored_value("tickets") == 10
 
 

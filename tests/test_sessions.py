@@ -100,6 +100,11 @@ def test_step_can_be_given_as_json(visitor):
         ({"by": 0}, "The step must be a positive integer, not 0."),
         ({"by": "x"}, "The step must be a positive integer, not 'x'."),
         ({"by": 1.5}, "The step must be a positive integer, not 1.5."),
+        ({"by": 1.0}, "The step must be a positive integer, not 1.0."),
+        ({"by": True}, "The step must be a positive integer, not True."),
+        ({"by": None}, "The step must be a positive integer, not None."),
+        ({"by": "1"}, "The step must be a positive integer, not '1'."),
+        ({"by": -2}, "to go the other way, decrement by 2 instead."),
         ({"step": 1}, 'The request body may only hold "by"'),
     ],
 )

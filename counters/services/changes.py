@@ -10,10 +10,9 @@ from collections.abc import Callable
 from django.db import IntegrityError, transaction
 
 from ..actors import Actor
-from ..exceptions import CounterExists, CounterProtected, InvalidValue, OutOfRange
-from ..models import GLOBAL, INT64_MAX, INT64_MIN, Action, Counter
+from ..exceptions import CounterExists, CounterProtected, InvalidValue
+from ..models import GLOBAL, Action, Counter, check_int64
 from ..names import check_name
-from ..parsing import is_integer
 from .rules import add_locked, check_step, locked, record
 
 
@@ -41,10 +40,7 @@ def counter_decrement(name: str, *, by: int = 1, actor: Actor | None = None) -> 
 
 def _set(name: str, value: int, action: Action, *, actor: Actor | None) -> int:
     """Set the value under the row lock and return it."""
-    if not is_integer(value):
-        raise InvalidValue(f"The value must be an integer, not {value!r}.")
-    if not INT64_MIN <= value <= INT64_MAX:
-        raise OutOfRange(f"{value} is outside the signed 64-bit range.")
+    check_int64("The value", value)
     with transaction.atomic():
         counter = locked(name)
         old = counter.value

@@ -17,7 +17,6 @@ from django.db.models import Count, Max, QuerySet
 from ..actors import Actor
 from ..exceptions import InvalidLimit
 from ..models import Action, CounterEvent
-from ..parsing import is_integer
 from ..selectors import counter_history_before
 
 logger = logging.getLogger("counters.services")
@@ -28,11 +27,11 @@ ALL_COUNTERS = "*"
 BATCH_SIZE = 1000
 
 
-def check_batch_size(batch_size: object) -> None:
-    """Refuse a batch size that is not a positive integer."""
-    if not is_integer(batch_size) or batch_size < 1:
+def check_batch_size(batch_size: int) -> None:
+    """Refuse a batch size that is not positive."""
+    if batch_size < 1:
         raise InvalidLimit(
-            f"The batch size must be a positive integer, not {batch_size!r}."
+            f"The batch size must be a positive integer, not {batch_size}."
         )
 
 

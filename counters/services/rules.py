@@ -8,9 +8,8 @@ from django.db.models import F
 
 from ..actors import Actor
 from ..exceptions import CounterNotFound, InvalidStep, OutOfRange
-from ..models import INT64_MAX, INT64_MIN, Counter, CounterEvent, Source
+from ..models import INT64_MAX, INT64_MIN, Counter, CounterEvent, Source, check_int64
 from ..names import check_name
-from ..parsing import is_integer
 
 logger = logging.getLogger("counters.services")
 
@@ -24,19 +23,21 @@ def is_recorded(actor: Actor | None, *, audit_takes: bool) -> TypeGuard[Actor]:
     return actor is not None and (actor.source in ALWAYS_RECORDED or audit_takes)
 
 
-def check_step(by: object, *, opposite: str) -> None:
-    """Refuse a step that is not a positive integer within 64 bits."""
+def check_step(by: int, *, opposite: str) -> None:
+    """
+    Refuse a step that is not positive or not within 64 bits. The edges read
+    it (``counters.parsing``); only an integer reaches a service.
+    """
     # A negative step would make "decrement" add (#12): the audit trail and
     # the log would then say the opposite of what happened.
-    if not is_integer(by) or by == 0:
-        raise InvalidStep(f"The step must be a positive integer, not {by!r}.")
+    if by == 0:
+        raise InvalidStep("The step must be a positive integer, not 0.")
     if by < 0:
         raise InvalidStep(
             f"The step must be a positive integer, not {by}: to go the other "
             f"way, {opposite} by {-by} instead."
         )
-    if by > INT64_MAX:
-        raise OutOfRange(f"The step {by} is outside the signed 64-bit range.")
+    check_int64("The step", by)
 
 
 def check_sum(label: str, value: int, by: int) -> None:
