@@ -41,6 +41,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "counters",
+    # manage.py loadtest; its client libraries are the loadtest extra.
+    "loadtest",
 ]
 
 MIDDLEWARE = [

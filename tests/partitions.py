@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import requests
 
 from counterproject.testing.servers import migrate
-from counters.management.commands.loadtest import realtime_violations
+from loadtest.load import realtime_violations
 
 from .reports import report
 from .support import wait_for

@@ -1,18 +1,16 @@
 """manage.py loadtest, and the naive demo it was made to expose (#5)."""
 
 import json
+import os
 import subprocess
+import sys
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from counters.management.commands.loadtest import (
-    NOT_SENT,
-    Command,
-    Results,
-    realtime_violations,
-)
+from loadtest.load import NOT_SENT, Results, realtime_violations
+from loadtest.management.commands.loadtest import Command
 
 from .naive_urls import turn_demo_on
 from .support import database_url, manage_on_test_database
@@ -98,6 +96,29 @@ def test_bad_arguments_are_refused(args, message):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("library", ["aiohttp", "rich"])
+def test_without_its_extra_loadtest_says_what_to_install(library):
+    # The library is made unimportable in a fresh interpreter, as on a
+    # machine that installed the app without the loadtest extra.
+    code = (
+        f"import sys; sys.modules[{library!r}] = None; "
+        "sys.argv = ['manage.py', 'loadtest']; "
+        "import runpy; runpy.run_path('manage.py', run_name='__main__')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DATABASE_URL": "sqlite:///:memory:"},
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"CommandError: loadtest needs {library}, which is not installed: install "
+        "the loadtest extra (pip install 'counterproject[loadtest]').\n"
+    )
+
+
 def test_naive_endpoint_is_a_404_unless_the_demo_is_on(settings):
     client = Client()
     assert client.post("/api/naive/increment/").status_code == 404

@@ -16,7 +16,7 @@ from collections import Counter as Tally
 import pytest
 from django.test import Client
 
-from counters.management.commands.loadtest import Results, run_load
+from loadtest.load import Results, run_load
 
 from .naive_urls import turn_demo_on
 from .support import database_url, manage_on_test_database

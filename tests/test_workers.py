@@ -20,8 +20,8 @@ import requests
 from django.db import connection
 
 from counterproject.testing.visitors import Visitor
-from counters.management.commands.loadtest import run_load
 from counters.models import GLOBAL, CounterEvent
+from loadtest.load import run_load
 
 from .support import database_url, stored_value, wait_for
 
