@@ -31,7 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import SCRIPT, serve  # noqa: E402
+from bench.serving import serve  # noqa: E402
+from bench.wrk import SCRIPT  # noqa: E402
 from counterproject.testing.servers import PostgresCluster, migrate  # noqa: E402
 
 CLIENTS = 10

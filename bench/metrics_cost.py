@@ -33,7 +33,9 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import CLIENTS, SECRET, Database, serve, wrk  # noqa: E402
+from bench.database import Database  # noqa: E402
+from bench.serving import SECRET, serve  # noqa: E402
+from bench.wrk import CLIENTS, wrk  # noqa: E402
 from counterproject.testing.servers import PostgresCluster, migrate  # noqa: E402
 
 KINDS = {

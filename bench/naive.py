@@ -1,8 +1,12 @@
 """
 The README's answer to "will the global object go wrong, and what instead?"
 
-    python bench/naive.py            # prints a Markdown table (a few minutes)
-    NAIVE_REQUESTS=200 python bench/naive.py   # 200 requests a cell, not 2,000
+    python bench/naive.py      # writes docs/data/alternatives.json (minutes)
+    NAIVE_REQUESTS=200 python bench/naive.py --output /tmp/alternatives.json
+
+``NAIVE_REQUESTS=200`` runs 200 requests a cell, not 2,000, as the suite does;
+``bench/render.py`` turns the JSON into the tables of README.md and
+docs/alternatives.md and a plot.
 
 It serves the project with COUNTERS_NAIVE_DEMO=1 on a throwaway PostgreSQL
 (production durability) and Redis, and runs loadtest's load against every
@@ -14,25 +18,28 @@ own global and per-user counters: under gunicorn (gthread) 1 × 1, 1 × 8,
 half after). Never run it beside another load.
 """
 
+import argparse
 import asyncio
-import datetime
+import json
 import os
-import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import SECRET  # noqa: E402
+from bench.data import write_run  # noqa: E402
+from bench.machine import facts, postgres_version  # noqa: E402
+from bench.serving import SECRET  # noqa: E402
 from counterproject.testing.servers import (  # noqa: E402
     PostgresCluster,
     RedisServer,
     gunicorn,
     migrate,
 )
-from counters.management.commands.loadtest import (  # noqa: E402
+from loadtest.load import (  # noqa: E402
     Results,
     run_load,
     visitor_headers,
@@ -101,16 +108,24 @@ def serve(env: dict, shape: tuple[int, int], log: Path):
     return server
 
 
-def cell(results: Results) -> str:
+def cell(results: Results) -> dict:
+    """Return what one cell shows: the checks, the rate and the failures."""
     s = results.summary()
-    text = f"{s['duplicates']} / {s['gaps']} / {s['realtime_violations']} · "
-    text += f"{s['rps']:.0f}"
-    failed = s["requests"] - s["ok"]
-    return text + (f" ({failed} failed)" if failed else "")
+    return {
+        "duplicates": s["duplicates"],
+        "gaps": s["gaps"],
+        "realtime_violations": s["realtime_violations"],
+        "rps": s["rps"],
+        "requests": s["requests"],
+        "ok": s["ok"],
+        "failed": s["requests"] - s["ok"],
+        "p50_ms": s["p50_ms"],
+        "p99_ms": s["p99_ms"],
+    }
 
 
 def measure(env: dict, redis: RedisServer, work: Path) -> dict:
-    """Return each alternative's cell in each column."""
+    """Return each alternative's cell in each column it is measured in."""
     table = {label: {} for label, *_ in ALTERNATIVES}
     for shape in SHAPES:
         server = serve(env, shape, work / "gunicorn.log")
@@ -156,6 +171,11 @@ def measure(env: dict, redis: RedisServer, work: Path) -> dict:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--output", default=str(ROOT / "docs" / "data" / "alternatives.json")
+    )
+    args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="counters-naive-"))
     pg = PostgresCluster(max_connections=300, durable=True)
     redis = RedisServer()
@@ -169,21 +189,30 @@ def main() -> None:
             "COUNTERS_NAIVE_DEMO": "1",
         }
         migrate(env["DATABASE_URL"], SECRET_KEY=SECRET)
+        version = postgres_version(pg.bindir)
         table = measure(env, redis, work)
     finally:
         redis.destroy()
         pg.destroy()
-    print(
-        f"{datetime.date.today()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, {CLIENTS} clients, {REQUESTS} requests "
-        "per cell; each cell: duplicates / gaps / real-time violations · req/s"
-    )
-    print()
-    print("| alternative | " + " | ".join(COLUMNS) + " |")
-    print("| --- |" + " ---: |" * len(COLUMNS))
-    for label, cells in table.items():
-        row = [cells.get(column, "—") for column in COLUMNS]
-        print(f"| {label} | " + " | ".join(row) + " |")
+    data = {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": {**facts(), "postgresql": version},
+        "clients": CLIENTS,
+        "requests": REQUESTS,
+        "worker": "gthread",
+        "shapes": COLUMNS,
+        "alternatives": {
+            label: {
+                "path": path,
+                "same_session": same_session,
+                "in_redis": in_redis,
+                "cells": table[label],
+            }
+            for label, path, same_session, in_redis in ALTERNATIVES
+        },
+    }
+    write_run(Path(args.output), data)
+    print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":

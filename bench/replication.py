@@ -25,18 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import (  # noqa: E402
-    CLIENTS,
-    HOT_ROW,
-    SECRET,
-    WORKERS,
-    Database,
-    checked,
-    machine,
-    serve,
-    sh,
-    wrk,
-)
+from bench.checks import checked  # noqa: E402
+from bench.database import HOT_ROW, Database  # noqa: E402
+from bench.machine import describe, facts, sh  # noqa: E402
+from bench.serving import SECRET, WORKERS, serve  # noqa: E402
+from bench.wrk import CLIENTS, wrk  # noqa: E402
 from counterproject.testing.servers import PostgresCluster  # noqa: E402
 
 STANDBY = "standby"  # the standby's cluster_name, so its application_name
@@ -74,7 +67,8 @@ def measure(db: Database, base_url: str, args) -> dict[str, dict[str, list]]:
             db.settled("global")
             db.psql("UPDATE counters_counter SET value = 0 WHERE name = 'global'")
             since = db.last_event()
-            result = checked(db, "take", wrk(base_url + TAKE, args.seconds), since)
+            result = wrk(base_url + TAKE, args.seconds)
+            checked(db, result, counter="global", since=since)
             runs[mode]["take"].append(result)
             rate = db.pgbench(HOT_ROW, CLIENTS, args.seconds)
             runs[mode]["pgbench"].append({"rps": rate})
@@ -91,7 +85,7 @@ def report(runs: dict, version: str, args) -> str:
         f"{time.strftime('%Y-%m-%d')}. Do not edit by hand; run the script "
         "again (`make bench-replication`).",
         "",
-        *(f"- {line}" for line in machine()),
+        *(f"- {line}" for line in describe(facts())),
         f"- {version}: a primary and a streaming standby on loopback, fsync "
         "and synchronous_commit on",
         f"- {WORKERS} gunicorn workers (gevent), libpq multi-host DATABASE_URL; "

@@ -5,12 +5,13 @@ written by hand: one connection, no other load.
     DATABASE_URL=postgres://… DJANGO_SETTINGS_MODULE=bench.settings \
         python bench/statements.py [--batches 300] [--takes 4 20]
 
-``bench/run.py`` runs it and puts its table in docs/benchmarks.md. A batch
-holds its counter's row lock from its ``SELECT … FOR UPDATE`` to its
-``COMMIT``, and only one batch holds it at a time: what the process spends
-in between, a busy counter's every other batch waits for. CPU time of this
-thread, not wall time, so that the figures hold on a shared machine. Prints
-JSON: ``{"<takes>": {"ORM" | "by hand": {step: microseconds}}}``, medians.
+``bench/run.py`` runs it and keeps its JSON with the run's; bench/render.py
+makes it a table of docs/benchmarks.md. A batch holds its counter's row lock
+from its ``SELECT … FOR UPDATE`` to its ``COMMIT``, and only one batch holds
+it at a time: what the process spends in between, a busy counter's every
+other batch waits for. CPU time of this thread, not wall time, so that the
+figures hold on a shared machine. Prints JSON: ``{"<takes>": {"ORM" | "by
+hand": {step: microseconds}}}``, medians.
 """
 
 import argparse
