@@ -54,11 +54,16 @@ check: $(VENV)/.installed-check
 	$(BIN)/ruff format --check .
 	SECRET_KEY=mypy-only $(BIN)/mypy
 
-# Measure the take against the database's limit; writes docs/benchmarks.md.
-# Then fairness under a keep-alive flood: docs/data/fairness.json, rendered
-# into docs/fairness.md and its plot.
+# Measure the take against the database's limit (docs/data/benchmarks.json)
+# and the naive alternatives (docs/data/alternatives.json), each run keeping
+# the previous ones as *-2.json and *-3.json; bench/render.py then renders
+# them into docs/benchmarks.md, its plots, and the alternatives' generated
+# blocks in README.md and docs/alternatives.md. Then fairness under a
+# keep-alive flood and what the metrics cost, each rendered the same way.
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/naive.py
+	$(BIN)/python bench/render.py
 	$(BIN)/python bench/fairness.py
 	$(BIN)/python bench/render_fairness.py
 	$(BIN)/python bench/metrics_cost.py

@@ -8,17 +8,14 @@ them are given beside it. Nothing here is typed by hand: every figure comes
 from the JSON.
 """
 
-import json
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("svg")
-import matplotlib.pyplot as plt  # noqa: E402
-
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs"
+sys.path.insert(0, str(ROOT))
+
+from bench.rendering import DOCS, load, plt, save, shown, span  # noqa: E402
+
 PLOT = "fairness.svg"
 
 
@@ -83,7 +80,7 @@ def share_ranges(runs: list[dict]) -> list[str]:
                 )
             lines.append(
                 f"- {kind}, {probe}: the worst flood left the clients "
-                f"{min(shares):.0%}–{max(shares):.0%} of their rate alone"
+                f"{span(shares, '.0%')} of their rate alone"
             )
     return lines
 
@@ -105,17 +102,11 @@ def plot(run: dict, path: Path) -> None:
         axis.set_yscale("log")
     axes[0].set_ylabel("answers per second (log)")
     axes[1].legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-
-
-def shown(path: Path) -> str:
-    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+    save(figure, path)
 
 
 def render(paths: list[Path], docs: Path = DOCS) -> str:
-    runs = [json.loads(path.read_text()) for path in paths]
+    runs = load(paths)
     run = runs[0]
     plot(run, docs / PLOT)
     return "\n".join(

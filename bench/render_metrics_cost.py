@@ -8,17 +8,14 @@ over all of them beside it. Nothing here is typed by hand: every figure
 comes from the JSON.
 """
 
-import json
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("svg")
-import matplotlib.pyplot as plt  # noqa: E402
-
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs"
+sys.path.insert(0, str(ROOT))
+
+from bench.rendering import DOCS, load, plt, save, span  # noqa: E402
+
 PLOT = "metrics-cost.svg"
 
 
@@ -37,7 +34,7 @@ def table(runs: list[dict]) -> list[str]:
         lines.append(
             f"| {kind} | {medians['without metrics']:,.0f} "
             f"| {medians['with metrics']:,.0f} | {result['ratio']:.3f} | {rounds} "
-            f"| {min(ratios):.3f}–{max(ratios):.3f} | ≤ {share:.0%} "
+            f"| {span(ratios, '.3f')} | ≤ {share:.0%} "
             f"| {result['duplicates']} |"
         )
     return lines
@@ -74,13 +71,12 @@ def plot(run: dict, path: Path) -> None:
     ax.set_ylabel("takes per second (median of rounds)")
     ax.set_title(f"The take with and without metrics ({run['when']})")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
+    save(fig, path)
 
 
 def render(paths: list[Path], docs: Path = DOCS) -> str:
     """Write ``docs``/metrics-cost.md and its plot from ``paths``; return the page."""
-    runs = [json.loads(path.read_text()) for path in paths]
+    runs = load(paths)
     first = runs[0]
     plot(first, docs / PLOT)
     target = first["target_ratio"]

@@ -1,12 +1,21 @@
-"""The benchmark in smoke mode, so that it cannot rot (no timing asserted)."""
+"""
+The benchmarks in smoke mode, so that they cannot rot (no timing asserted).
+
+bench/run.py and bench/naive.py write JSON: the tests check what it holds
+(every number accounted for, nothing handed out twice), then render it with
+bench/render.py and check that the page's figures are the JSON's.
+"""
 
 import json
 import os
-import re
 import shutil
+import statistics
 import subprocess
 import sys
 
+import pytest
+
+from bench import render
 from counterproject.testing.servers import ROOT
 
 from .support import unavailable
@@ -17,9 +26,11 @@ KINDS = {
     "gevent (the default)": "gevent",
     "ASGI": "asgi",
 }
-# The loads of each kind: its views at 100 clients, two at 500; ASGI's async
-# no-op besides.
-LOADS = {kind: 4 + 2 for kind in KINDS} | {"ASGI": 4 + 2 + 1}
+VIEWS = {"take", "no-op", "django-sequences", "take, SQL by hand"}
+TAKES = {"take", "take, SQL by hand"}
+# gunicorn's workers, and the connections each may hold to PostgreSQL: the
+# pool's default size (counterproject/database_url.py).
+WORKERS, POOL = 2, 16
 
 
 def smoke_report(script: str, output) -> str:
@@ -37,60 +48,114 @@ def smoke_report(script: str, output) -> str:
     return output.read_text()
 
 
-def test_benchmark_runs_end_to_end_in_smoke_mode(tmp_path):
-    report = smoke_report("run.py", tmp_path / "benchmarks.md")
-    rates, cpu, batches, targets, checks = report.split("\n\n| worker |")[1:6]
+@pytest.fixture(scope="module")
+def benchmarks(tmp_path_factory) -> tuple:
+    """Run bench/run.py in smoke mode once; return its JSON file and data."""
+    output = tmp_path_factory.mktemp("bench") / "benchmarks.json"
+    return output, json.loads(smoke_report("run.py", output))
+
+
+def check_take(run: dict) -> None:
+    """Assert that a take load handed out each number once, all accounted for."""
+    assert run["duplicates"] == 0 and run["out_of_range"] == 0, run
+    # In flight when wrk stopped: taken, not answered; one per connection.
+    assert 0 <= run["missing"] <= run["clients"], run
+    assert run["answered"] + run["missing"] == run["takes"], run
+    # Each take left its audit entry, written by at least one transaction
+    # and at most one a take.
+    assert run["audited"] == run["takes"], run
+    assert 1 <= run["batches"] <= run["takes"], run
+
+
+def test_benchmark_writes_every_figure_as_json(benchmarks):
+    _, data = benchmarks
+    assert data["smoke"] is True and data["rounds"] == 1
+    assert data["machine"]["cores"] == os.cpu_count()
+    assert data["machine"]["postgresql"].startswith("postgres (PostgreSQL)")
+    assert list(data["kinds"]) == list(KINDS)
     for kind, worker in KINDS.items():
-        assert f"| {kind}" in rates
-        assert f"| {kind}" in targets
-        # CPU per answer, app / PostgreSQL, for each view: measured, not 0.
-        [row] = [line for line in cpu.splitlines() if line.startswith(f"| {kind} |")]
-        for cell in row.strip("|").split("|")[1:]:
-            app, database = (float(ms) for ms in cell.split(" / "))
-            assert app > 0 and database >= 0, row
-        # Each row was served by the worker class it names.
-        assert f"{kind}: {worker}" in rates
-        # Each take view's batches, counted from its audit entries: at least
-        # one take a batch, and each batch took some time.
-        [row] = [
-            line for line in batches.splitlines() if line.startswith(f"| {kind} |")
-        ]
-        cells = [float(cell) for cell in row.strip("|").split("|")[1:]]
-        assert len(cells) == 4 and all(cell > 0 for cell in cells), row
-        assert cells[0] >= 1 and cells[2] >= 1, row
-    # ASGI's async no-op: its rate, ratio and CPU, measured.
-    extra = re.search(
-        r"ASGI, the no-op, async view: (\d+)/s; take / it: [\d.]+; "
-        r"CPU per answer \(app / PostgreSQL\): ([\d.]+) / [\d.]+ ms\.",
-        rates,
-    )
-    assert extra and int(extra[1]) > 0 and float(extra[2]) > 0, rates
+        result = data["kinds"][kind]
+        # Each kind was served by the worker class it names.
+        assert result["worker"] == worker
+        extra = {"no-op, async"} if kind == "ASGI" else set()
+        assert set(result["runs"]) == VIEWS | extra | {"pgbench (a)"}
+        for name, runs in result["runs"].items():
+            [run] = runs
+            assert run["rps"] > 0, (kind, name)
+            if name == "pgbench (a)":
+                continue
+            assert run["errors"] == {}, (kind, name, run)
+            assert run["rps"] == pytest.approx(run["answered"] / run["seconds"])
+            assert 0 < run["client_cpu"] < 1 and 0 <= run["steal"] <= 1, run
+            # The app's CPU per answer, measured for every view.
+            assert run["cpu_ms"]["app"] > 0, (kind, name, run)
+            if name in TAKES:
+                check_take(run)
+            elif name == "django-sequences":
+                assert run["duplicates"] == 0, run
+            else:
+                assert run["duplicates"] is None  # a no-op answers 0 each time
+        # PostgreSQL works for every take and never for the no-ops, which
+        # touch no database.
+        cpu = {n: runs[0]["cpu_ms"]["PostgreSQL"] for n, runs in result["runs"].items()
+               if n != "pgbench (a)"}  # fmt: skip
+        for name in TAKES | {"django-sequences"}:
+            assert cpu[name] > max(cpu["no-op"], cpu.get("no-op, async", 0)), cpu
+        # 500 clients: the pool bounds the connections the app holds.
+        for clients, held in result["connections_held"].items():
+            assert 0 < held <= WORKERS * POOL, (kind, clients, held)
+        assert set(result["crowd"]) == {"take", "django-sequences"}
+        check_take(result["crowd"]["take"])
+        assert result["crowd"]["take"]["clients"] == data["many_clients"]
+    # The per-user counters lost no increment; SQLite's take no number.
+    visitors = data["visitors"]
+    assert visitors["errors"] == {} and visitors["answered"] > 0
+    assert 0 <= visitors["missing"] <= visitors["clients"], visitors
+    sqlite = data["sqlite"]
+    assert sqlite["errors"] == {} and sqlite["duplicates"] == 0
+    assert sqlite["out_of_range"] == 0 and 0 <= sqlite["missing"] <= 100, sqlite
     # Each statement's CPU, through the ORM and by hand, for both batch sizes.
-    statements = [
-        line.strip("|").split("|")
-        for line in batches.splitlines()
-        if line.startswith(("| 4 |", "| 20 |"))
-    ]
-    assert [(c[0].strip(), c[1].strip()) for c in statements] == [
-        ("4", "ORM"), ("4", "by hand"), ("20", "ORM"), ("20", "by hand"),
-    ]  # fmt: skip
-    for cells in statements:
-        times = [int(cell) for cell in cells[2:]]
-        assert all(t > 0 for t in times) and times[-1] == sum(times[1:-1]), cells
-    # Every load handed out each number once, and every answer was a 200.
-    rows = [line for line in checks.splitlines() if line.startswith("| ")][1:]
-    assert len(rows) == sum(LOADS.values()) + 2  # and per-user, and SQLite
-    for line in rows:
-        kind, load, duplicates, unanswered, errors = (
-            cell.strip() for cell in line.strip("|").split("|")[:5]
-        )
-        assert errors == "0", line
-        if "no-op" not in load and "per-user" not in load:
-            assert duplicates == "0", line
-        if unanswered != "–":
-            # In flight when wrk stopped: at most one per connection.
-            clients = 500 if "500 clients" in load else 100
-            assert 0 <= int(unanswered) <= clients, line
+    assert list(data["statements"]) == ["4", "20"]
+    for ways in data["statements"].values():
+        assert list(ways) == ["ORM", "by hand"]
+        for steps in ways.values():
+            assert len(steps) == 4 and all(us > 0 for us in steps.values()), steps
+
+
+def test_benchmark_renders_its_json_into_the_page_and_plots(benchmarks, tmp_path):
+    output, data = benchmarks
+    page = render.render_benchmarks([output, output], tmp_path)
+    assert (tmp_path / "benchmarks.md").read_text() == page
+    for plot in (render.TAKE_PLOT, render.BATCH_PLOT):
+        assert (tmp_path / plot).read_text().startswith("<?xml"), plot
+        assert f"]({plot})" in page
+    assert f"The newest run, {data['when']} (--smoke" in page
+    for kind, result in data["kinds"].items():
+        runs = result["runs"]
+        take = statistics.median(r["rps"] for r in runs["take"])
+        noop = statistics.median(r["rps"] for r in runs["no-op"])
+        # The rates' row starts with the JSON's take/s; the ranges over the
+        # two (identical) runs are single figures.
+        assert f"| {kind} | {take:,.0f} | " in page
+        assert f"| {kind} | 2 | {take:,.0f} | " in page
+        assert f"| {noop:,.0f} | " in page
+        # Each target's row: the take's rate over the other's, and the verdict.
+        for other, target in data["targets"][kind].items():
+            ratio = take / statistics.median(r["rps"] for r in runs[other])
+            verdict = f"{ratio:.2f} {'✓' if ratio >= target else '✗'}"
+            assert f"| {kind} | take / {other} | ≥ {target} | {verdict} |" in page
+        for name, each in runs.items():
+            if name != "pgbench (a)":
+                [run] = each
+                answered = f"| {kind} | {name}, 100 clients | {run['answered']:,} |"
+                assert answered in page, answered
+    ways = data["statements"]["20"]["ORM"]
+    row = "| 20 | ORM | " + " | ".join(str(us) for us in ways.values())
+    assert f"{row} | {sum(list(ways.values())[1:])} |" in page
+    loads = 2 + sum(
+        len(r["runs"]) - 1 + len(r["crowd"]) for r in data["kinds"].values()
+    )
+    assert f"Over the 2 run(s), {2 * loads} loads: 0 duplicates, 0 numbers out" in page
 
 
 def test_replication_benchmark_runs_end_to_end_in_smoke_mode(tmp_path):
@@ -112,15 +177,34 @@ def test_replication_benchmark_runs_end_to_end_in_smoke_mode(tmp_path):
         assert 0 <= int(unanswered) <= 100, cells
 
 
-def test_naive_benchmark_runs_end_to_end_with_few_requests():
-    # The README's table of the naive alternatives (bench/naive.py), on 200
-    # requests a cell: every cell is filled, and the project's own counters
-    # stay exact in every one of them.
+IN_REDIS = {
+    "cache.get + cache.set",
+    "cache.incr (Redis INCR)",
+    "session key, read-modify-write",
+    "database: per-user counter",
+}
+PAGE = """# The alternatives
+
+Written by hand.
+
+<!-- begin generated: alternatives-full (bench/render.py) -->
+Run `make bench` to generate this table.
+<!-- end generated: alternatives-full -->
+
+Written by hand too.
+"""
+
+
+def test_naive_benchmark_runs_end_to_end_with_few_requests(tmp_path):
+    # The alternatives (bench/naive.py), on 200 requests a cell: every cell
+    # is filled, and the project's own counters stay exact in every one of
+    # them; the renderer fills the pages' generated blocks from the JSON.
     for program in ("redis-server", "pg_ctl"):
         if shutil.which(program) is None:
             unavailable(f"{program} is not installed")
+    output = tmp_path / "alternatives.json"
     result = subprocess.run(
-        [sys.executable, "bench/naive.py"],
+        [sys.executable, "bench/naive.py", "--output", str(output)],
         cwd=ROOT,
         env={**os.environ, "NAIVE_REQUESTS": "200"},
         capture_output=True,
@@ -128,34 +212,53 @@ def test_naive_benchmark_runs_end_to_end_with_few_requests():
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = {
-        cells[0].strip(): [cell.strip() for cell in cells[1:]]
-        for line in result.stdout.splitlines()
-        if line.startswith("| ") and not line.startswith(("| alternative", "| ---"))
-        for cells in [line.strip("|").split("|")]
-    }
-    assert len(rows) == 8, result.stdout
-    cell = re.compile(r"(\d+) / (\d+) / (\d+) · (\d+)( \((\d+) failed\))?")
-    in_redis = {
-        "cache.get + cache.set",
-        "cache.incr (Redis INCR)",
-        "session key, read-modify-write",
-        "database: per-user counter",
-    }
-    for label, cells in rows.items():
+    data = json.loads(output.read_text())
+    assert data["requests"] == 200 and data["clients"] == 50
+    alternatives = data["alternatives"]
+    assert len(alternatives) == 8
+    for label, alternative in alternatives.items():
+        cells = alternative["cells"]
         # The Redis restart column is only for what Redis keeps.
-        *measured, restart = cells
-        assert all(cell.fullmatch(c) for c in measured) and len(measured) == 5
-        if label in in_redis:
-            assert cell.fullmatch(restart), (label, restart)
-        else:
-            assert restart == "—", (label, restart)
+        restart = {"Redis restart"} if label in IN_REDIS else set()
+        assert alternative["in_redis"] == (label in IN_REDIS)
+        assert set(cells) == set(data["shapes"][:5]) | restart, label
+        for cell in cells.values():
+            assert cell["requests"] == 200 and cell["ok"] + cell["failed"] == 200
+            assert cell["rps"] > 0 and 0 <= cell["duplicates"] < 200, cell
     for label in ("database: global counter", "database: per-user counter"):
-        assert all(c.startswith("0 / 0 / 0 · ") for c in rows[label] if c != "—")
-        assert not any("failed" in c for c in rows[label]), rows[label]
+        for shape, cell in alternatives[label]["cells"].items():
+            checks = ("duplicates", "gaps", "realtime_violations", "failed")
+            assert [cell[check] for check in checks] == [0] * 4, (label, shape)
     # Two masters hold two module-level objects, each counting from 1.
-    duplicates = int(cell.fullmatch(rows["module-level object"][4])[1])
-    assert duplicates > 0, rows["module-level object"]
+    assert alternatives["module-level object"]["cells"]["2 masters"]["duplicates"] > 0
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# A page without the markers\n")
+    page = tmp_path / "alternatives.md"
+    page.write_text(PAGE)
+    short, full = render.render_alternatives(
+        [output], tmp_path, readme=readme, page=page
+    )
+    assert readme.read_text() == "# A page without the markers\n"
+    filled = page.read_text()
+    assert filled.startswith(PAGE.split("<!--")[0]) and filled.endswith(
+        "<!-- end generated: alternatives-full -->\n\nWritten by hand too.\n"
+    )
+    assert full in filled and "Run `make bench`" not in filled
+    assert (tmp_path / render.ALTERNATIVES_PLOT).read_text().startswith("<?xml")
+    # Each row holds the JSON's figures: the full table's cells, the short
+    # table's duplicates and rate.
+    database = alternatives["database: global counter"]["cells"]
+    cells = [
+        f"0 / 0 / 0 · {database[shape]['rps']:.0f}" for shape in data["shapes"][:5]
+    ]
+    assert f"| database: global counter | {' | '.join(cells)} | — |" in full
+    manager = alternatives["multiprocessing.Manager"]["cells"]
+    row = " | ".join(str(manager[s]["duplicates"]) for s in ("1 × 8", "4 × 8"))
+    assert f"| multiprocessing.Manager | {row} | " in short
+    # Rendering again changes nothing: the block is replaced, not added to.
+    render.render_alternatives([output], tmp_path, readme=readme, page=page)
+    assert page.read_text() == filled
 
 
 def test_fairness_benchmark_runs_end_to_end_and_renders(tmp_path):
