@@ -217,7 +217,9 @@ def on_exit(server):
     """Stop the naive demo's Manager, if any; remove the master's metrics."""
     manager = getattr(server, "naive_manager", None)
     if manager is not None:
-        manager.shutdown()
+        from naive_demo import manager as naive_manager
+
+        naive_manager.stop(manager)
     directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     if directory.name.startswith(METRICS_DIR_PREFIX) and directory.parent == Path(
         tempfile.gettempdir()

@@ -10,7 +10,9 @@ empty), the numbers are asserted exactly.
 
 import asyncio
 import json
+import os
 import subprocess
+import sys
 from collections import Counter as Tally
 
 import pytest
@@ -19,7 +21,7 @@ from django.test import Client
 from loadtest.load import Results, run_load
 
 from .naive_urls import turn_demo_on
-from .support import database_url, manage_on_test_database
+from .support import database_url, manage_on_test_database, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -165,6 +167,52 @@ def test_a_manager_is_right_within_one_master(postgres, serve):
         True,
     )
     assert report["realtime_violations"] == 0
+
+
+def manager_servers(parent: int) -> set[int]:
+    """Return the pids of the naive demo's Manager servers ``parent`` started."""
+    found = subprocess.run(
+        ["pgrep", "-P", str(parent), "-f", "naive_demo.manager"],
+        capture_output=True,
+        text=True,
+    )
+    return {int(pid) for pid in found.stdout.split()}
+
+
+def test_the_manager_stops_with_its_master(postgres, serve):
+    with serve(demo_env(), workers=2, threads=2, args=GTHREAD) as base_url:
+        [server] = manager_servers(base_url.master)
+        assert load(f"{base_url}/api/naive/manager/increment/", 10).numbers
+    assert wait_for(lambda: not pid_exists(server), 10), (
+        "The Manager outlived gunicorn."
+    )
+
+
+def test_the_manager_ends_when_the_process_that_started_it_is_killed():
+    # A master killed with SIGKILL runs no on_exit: its Manager must not stay.
+    starter = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from naive_demo import manager; manager.start(); "
+            "time.sleep(60)",
+        ],
+    )
+    try:
+        assert wait_for(lambda: manager_servers(starter.pid), 10, interval=0.05)
+        [server] = manager_servers(starter.pid)
+    finally:
+        starter.kill()
+        starter.wait(10)
+    assert wait_for(lambda: not pid_exists(server), 10), "The Manager outlived it."
+
+
+def pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_two_masters_with_a_manager_each_hand_out_the_same_numbers(postgres, serve):
