@@ -205,3 +205,29 @@ def test_an_error_status_follows_the_class_hierarchy():
     assert error_status(Vanished("gone")) == 404
     assert error_status(Hidden("private")) == 403
     assert error_status(InvalidStep("bad")) == 400
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"data": b"x" * (3 * 1024 * 1024), "content_type": "application/json"},
+            "Bad request: the request body is too large.",
+        ),
+        ({"data": b"hello", "content_type": "text/plain"}, "Send the body as JSON"),
+        (
+            {
+                "data": '{"by": 100000000000000000000000}',
+                "content_type": "application/json",
+            },
+            "A take hands out exactly one number: send no step, or a step of 1.",
+        ),
+    ],
+    ids=["oversized", "not-json", "huge-number"],
+)
+def test_bad_bodies_are_clear_400s_that_change_nothing(global_counter, kwargs, message):
+    response = Client().post("/api/counters/global/increment/", **kwargs)
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+    assert Client().get("/api/counters/global/").json()["value"] == 0

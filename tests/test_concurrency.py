@@ -17,6 +17,7 @@ import requests
 from django.db import connection
 
 from counterproject.testing.servers import migrate
+from counterproject.testing.visitors import Visitor, all_at_once
 from counters.actors import Actor
 from counters.exceptions import OutOfRange
 from counters.models import GLOBAL, INT64_MAX, Counter, CounterEvent, Source
@@ -143,3 +144,34 @@ def test_takes_are_numbered_recorded_and_bounded(global_counter):
         "64-bit range."
     )
     assert takes.count() == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_app_servers_share_one_database_and_one_redis(
+    postgres, redis_server, global_counter, serve
+):
+    env = {"DATABASE_URL": database_url(), "REDIS_URL": redis_server.url}
+    with (
+        serve(env, workers=2, threads=4) as one,
+        serve(env, workers=2, threads=4) as two,
+    ):
+        calls = [
+            (
+                lambda base=base: requests.post(
+                    f"{base}/api/counters/global/increment/", timeout=30
+                )
+            )
+            for base in [one, two] * 100
+        ]
+        responses = all_at_once(calls)
+        assert {r.status_code for r in responses} == {200}
+        numbers = sorted(r.json()["value"] for r in responses)
+        assert numbers == list(range(1, 201))
+
+        visitor = Visitor(one)
+        for i in range(6):
+            visitor.base_url = [one, two][i % 2]
+            assert visitor.post("/api/me/increment/").json() == {"value": i + 1}
+        for base in (one, two):
+            visitor.base_url = base
+            assert visitor.value() == 6

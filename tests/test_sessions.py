@@ -309,3 +309,27 @@ def test_a_form_step_in_another_script_is_refused(visitor):
     assert response.json()["error"] == (
         "The step must be a positive integer, not '1_000'."
     )
+
+
+@pytest.mark.django_db
+def test_huge_and_negative_steps_on_the_own_counter(redis_cache_settings):
+    client = Client()
+    client.get("/api/me/")
+    token = client.cookies["csrftoken"].value
+
+    def step(path, by):
+        return client.post(
+            path, {"by": by}, content_type="application/json", HTTP_X_CSRFTOKEN=token
+        )
+
+    response = step("/api/me/increment/", 10**30)
+    assert response.status_code == 400
+    assert "outside the signed 64-bit range" in response.json()["error"]
+    # Decrement means decrement (#12): a negative step is refused, and the
+    # message says what to use instead.
+    response = step("/api/me/decrement/", -4)
+    assert response.status_code == 400
+    assert "increment by 4 instead" in response.json()["error"]
+    assert client.get("/api/me/").json() == {"value": 0}
+    assert step("/api/me/increment/", 4).json() == {"value": 4}
+    assert client.get("/api/me/").json() == {"value": 4}

@@ -1,11 +1,13 @@
 """Configuration from the environment, as an operator meets it."""
 
+import re
 import socket
 import subprocess
 import sys
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.test import Client
 
 from counterproject.database_url import database_from_url
 from counterproject.settings import BASE_DIR
@@ -316,3 +318,73 @@ def test_a_bad_hsts_max_age_is_named(value, problem):
     assert result.stderr.strip().splitlines() == [
         f"Error: Set HSTS_SECONDS to {problem}, not {value!r}."
     ]
+
+
+# --- Production: the README's environment, HTTPS, hosts (#6) -----------------
+
+
+README = (BASE_DIR / "README.md").read_text()
+
+
+def production_environment() -> dict[str, str]:
+    """Return the NAME=value lines of the README's production block."""
+    block = re.search(r"```sh\n# production environment\n(.*?)```", README, re.S)
+    assert block, "README.md has no production environment block"
+    pairs = [line.split("=", 1) for line in block.group(1).splitlines() if "=" in line]
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+def test_check_deploy_reports_nothing_with_the_readme_environment():
+    env = production_environment()
+    assert {"SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL", "HTTPS"} <= (
+        set(env)
+    )
+    result = run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "DEBUG"],
+        **env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The one silenced check is W021, "preload HSTS": an opt-in since #12.
+    assert "System check identified no issues (1 silenced)." in result.stdout
+    preloaded = run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "DEBUG"],
+        **env,
+        HSTS_PRELOAD="1",
+    )
+    assert "System check identified no issues (0 silenced)." in preloaded.stdout
+
+
+def https_settings(**env: str) -> list[str]:
+    code = (
+        "from django.conf import settings as s; print(s.SECURE_SSL_REDIRECT,"
+        "s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS,"
+        "s.SECURE_PROXY_SSL_HEADER)"
+    )
+    return shell_output(code, **env).strip().split(maxsplit=4)
+
+
+def test_hsts_preload_is_an_explicit_opt_in():
+    code = (
+        "from django.conf import settings as s;"
+        "print(s.SECURE_HSTS_PRELOAD, s.SECURE_HSTS_INCLUDE_SUBDOMAINS)"
+    )
+    assert shell_output(code, HTTPS="1").split() == ["False", "True"]
+    assert shell_output(code, HTTPS="1", HSTS_PRELOAD="1").split() == ["True", "True"]
+
+
+def test_https_settings_are_off_by_default_and_on_behind_a_tls_proxy():
+    assert https_settings() == ["False", "False", "False", "0", "None"]
+    assert https_settings(HTTPS="1") == [
+        "True",
+        "True",
+        "True",
+        "31536000",
+        "('HTTP_X_FORWARDED_PROTO', 'https')",
+    ]
+
+
+@pytest.mark.django_db
+def test_a_bad_host_gets_a_400_that_names_no_setting():
+    response = Client().get("/api/counters/global/", HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    assert response.json() == {"error": "Bad request: it could not be accepted."}

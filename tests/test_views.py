@@ -1,9 +1,14 @@
+"""The pages a browser sees: the take, the own counter, errors, static files."""
+
+import re
+
 import pytest
+import requests
 from django.test import Client
 
 from counters.models import INT64_MAX, Counter, CounterEvent
 
-from .support import stored_value
+from .support import database_url, stored_value
 
 pytestmark = pytest.mark.django_db
 
@@ -109,3 +114,44 @@ def test_a_take_without_the_global_counter_is_a_message_not_a_500(client, db):
     html = page.content.decode()
     assert "No number was taken: There is no counter named" in html
     assert not Counter.objects.exists()
+
+
+@pytest.mark.django_db
+def test_unknown_pages_are_404s_in_html():
+    response = Client().get("/no/such/page/")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
+
+
+LOG_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) "
+    r"[\w.]+ "
+)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_static_files_are_hashed_and_compressed_under_gunicorn(
+    postgres, global_counter, serve, tmp_path
+):
+    with serve({"DATABASE_URL": database_url()}, workers=1, threads=2) as url:
+        page = requests.get(url, timeout=10).text
+        css = re.search(r'href="(/static/counters/site\.[0-9a-f]{12}\.css)"', page)
+        assert css, page
+        login = requests.get(f"{url}/admin/login/", timeout=10).text
+        admin_css = re.search(
+            r'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"', login
+        )
+        assert admin_css, login
+        for path in (css.group(1), admin_css.group(1)):
+            response = requests.get(
+                f"{url}{path}", timeout=10, headers={"Accept-Encoding": "gzip"}
+            )
+            assert response.status_code == 200
+            assert response.headers["Content-Encoding"] == "gzip"
+            assert "max-age=315360000" in response.headers["Cache-Control"]
+
+    # gunicorn's own lines and its access log share the project's format.
+    lines = (tmp_path / "gunicorn.log").read_text().splitlines()
+    assert any(" INFO gunicorn.access " in line for line in lines)
+    assert any(" INFO gunicorn.error Listening at" in line for line in lines)
+    assert [line for line in lines if not LOG_LINE.match(line)] == []

@@ -7,6 +7,7 @@ however many clients there are (#11). Speed lives in bench/, not here.
 """
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -23,7 +24,7 @@ from counterproject.testing.visitors import Visitor
 from counters.models import GLOBAL, CounterEvent
 from loadtest.load import run_load
 
-from .support import database_url, stored_value, wait_for
+from .support import database_url, manage_on_test_database, stored_value, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -266,3 +267,70 @@ def socket_inodes(pid: int) -> set[str]:
         if target.startswith("socket:["):
             inodes.add(target[len("socket:[") : -1])
     return inodes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_worker_loses_no_number_and_is_replaced(
+    postgres, global_counter, serve
+):
+    with serve({"DATABASE_URL": database_url()}, workers=2, threads=8) as url:
+        workers = url.workers()
+        assert len(workers) == 2
+        take = f"{url}/api/counters/global/increment/"
+        numbers, failures = [], []
+        stop = threading.Event()
+
+        def client():
+            session = requests.Session()
+            for _ in range(400):  # bounded in count and, below, in time
+                if stop.is_set():
+                    return
+                try:
+                    response = session.post(take, timeout=10)
+                except requests.RequestException as exc:
+                    failures.append(exc)
+                    session = requests.Session()
+                    continue
+                if response.status_code != 200:
+                    failures.append(response.status_code)
+                    continue
+                numbers.append(response.json()["value"])
+
+        threads = [threading.Thread(target=client) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        # Killed while takes flow, and once the new worker serves, more
+        # numbers than before.
+        assert wait_for(lambda: len(numbers) >= 100), "no takes before the kill"
+        victim = sorted(workers)[0]
+        os.kill(victim, signal.SIGKILL)
+        before_kill = len(numbers)
+        assert wait_for(lambda: len(url.workers() - {victim}) == 2), (
+            "gunicorn did not replace the killed worker"
+        )
+        replaced = len(numbers)
+        assert wait_for(lambda: len(numbers) >= replaced + 100), (
+            "no takes after the worker was replaced"
+        )
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in threads)
+        after_kill = requests.post(take, timeout=10).json()["value"]
+
+    assert before_kill >= 100
+    # Only requests on the killed worker's connections failed: at most one
+    # for each client, each a connection reset or refused (never a 5xx).
+    assert len(failures) <= len(threads), failures
+    assert all(isinstance(f, requests.ConnectionError) for f in failures), failures
+    numbers.append(after_kill)
+    assert len(numbers) == len(set(numbers)), "a number was handed out twice"
+    history = manage_on_test_database(
+        "counter", "history", "global", "--json", "--limit", "100000", check=True
+    )
+    recorded = sorted(entry["new_value"] for entry in json.loads(history.stdout))
+    final = max(recorded)
+    # Every number the counter moved past is in its history, once: a take
+    # whose answer died with the worker is there, and none was skipped.
+    assert recorded == list(range(1, final + 1))
+    assert set(numbers) <= set(recorded)
