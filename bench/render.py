@@ -75,6 +75,11 @@ def ranged(values: list[float], spec: str) -> str:
     return span(values, spec)
 
 
+def over_runs(rates: list[float]) -> str:
+    """Return the range of a rate over several runs, to follow the newest's."""
+    return f" (over {len(rates)} runs: {span(rates, ',.0f')})" if len(rates) > 1 else ""
+
+
 def over(runs: list[dict], kind: str, figure) -> list[float]:
     """Return ``figure(result)`` for ``kind`` in each run that measured it."""
     return [figure(run["kinds"][kind]) for run in runs if kind in run["kinds"]]
@@ -464,9 +469,9 @@ def render_benchmarks(paths: list[Path], docs: Path = DOCS) -> str:
         "## Per-user counters and the embedded default",
         "",
         f"Per-user increments (100 visitors, each its own session, Redis): "
-        f"{run['visitors']['rps']:,.0f}/s (over {len(runs)} run(s): "
-        f"{ranged(visitors, ',.0f')}). The embedded SQLite default's take: "
-        f"{run['sqlite']['rps']:,.0f}/s ({ranged(sqlite, ',.0f')}).",
+        f"{run['visitors']['rps']:,.0f}/s{over_runs(visitors)}. The embedded "
+        f"SQLite default's take: {run['sqlite']['rps']:,.0f}/s"
+        f"{over_runs(sqlite)}.",
         "",
     ]
     page = "\n".join(text)
