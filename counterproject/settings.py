@@ -41,6 +41,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "counters",
+    # The project's own deployment checks (counterproject/checks.py).
+    "counterproject",
     # manage.py loadtest; its client libraries are the loadtest extra.
     "loadtest",
 ]
@@ -278,5 +280,5 @@ METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "").strip()
 if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
     missing("METRICS_TOKEN", " to a secret of 16 characters or more")
 # Figures are collected only when someone may read them: each costs a little
-# on every request (bench/metrics_cost.py).
-METRICS_ENABLED = bool(METRICS_ALLOW or METRICS_TOKEN)
+# on every request (bench/metrics_cost.py). The app (counters.conf) reads it.
+COUNTERS_METRICS = bool(METRICS_ALLOW or METRICS_TOKEN)

@@ -7,8 +7,5 @@ class CountersConfig(AppConfig):
     verbose_name = "Counters"
 
     def ready(self) -> None:
-        # Registers the app's checks, and the deployment's (the pool's fit,
-        # #23).
-        from counterproject import checks as deployment_checks  # noqa: F401
-
+        # Registers the app's system checks.
         from . import checks  # noqa: F401

@@ -9,9 +9,9 @@ client cannot add series by asking for counters that do not exist. Nothing
 is counted unless /metrics is served (``collecting()``).
 """
 
-from django.conf import settings
 from prometheus_client import Counter, Histogram
 
+from .conf import setting
 from .exceptions import CounterError, CounterNotFound, CounterNotPublic, InvalidStep
 
 TAKES = Counter(
@@ -55,8 +55,8 @@ SESSION_LOADS = Counter(
 
 
 def collecting() -> bool:
-    """Whether to count: only while /metrics is served (METRICS_ENABLED)."""
-    return getattr(settings, "METRICS_ENABLED", False)
+    """Whether to count: only when the project asks (COUNTERS_METRICS)."""
+    return bool(setting("COUNTERS_METRICS"))
 
 
 # A refusal's reason, by the nearest class of the error.

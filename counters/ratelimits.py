@@ -27,6 +27,7 @@ from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from . import metrics
+from .conf import setting
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def client_address(request) -> str:
     the client's to write, and is ignored.
     """
     address = request.META.get("REMOTE_ADDR", "")
-    proxies = settings.COUNTERS_TRUSTED_PROXIES
+    proxies = setting("COUNTERS_TRUSTED_PROXIES")
     forwarded = [
         entry.strip()
         for entry in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
@@ -116,7 +117,7 @@ setting_changed.connect(_forget_limiter)
 
 def is_limited(scope: str) -> bool:
     """Return whether requests of ``scope`` are limited at all."""
-    return getattr(settings, RATE_SETTINGS[scope]) is not None
+    return setting(RATE_SETTINGS[scope]) is not None
 
 
 def rate_limit_wait(request, scope: str) -> int | None:
@@ -124,7 +125,7 @@ def rate_limit_wait(request, scope: str) -> int | None:
     Count the request against its client's limit for ``scope``; return the
     seconds to wait when it is over the limit, else None.
     """
-    rate = getattr(settings, RATE_SETTINGS[scope])
+    rate = setting(RATE_SETTINGS[scope])
     user = getattr(request, "user", None)
     if rate is None or (user is not None and user.is_authenticated):
         return None

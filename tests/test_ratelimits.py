@@ -149,6 +149,18 @@ def test_off_turns_a_limit_off(settings, global_counter):
     assert {client.post(TAKE).status_code for _ in range(100)} == {200}
 
 
+def test_a_project_that_sets_none_of_the_app_settings_gets_no_limit(
+    settings, global_counter
+):
+    # The app's defaults (counters.conf), for a project that names neither.
+    del settings.COUNTERS_TAKE_RATE
+    del settings.COUNTERS_VISITOR_RATE
+    del settings.COUNTERS_TRUSTED_PROXIES
+    client = Client()
+    assert {client.post(TAKE).status_code for _ in range(100)} == {200}
+    assert client.get("/healthz").json()["ratelimit"] == "off"
+
+
 def test_without_redis_each_process_counts_and_health_says_so(limits):
     assert Client().get("/healthz").json()["ratelimit"] == "local"
 
