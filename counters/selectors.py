@@ -28,6 +28,11 @@ def counter_get(name: str, *, public_only: bool = False) -> Counter:
     return counter
 
 
+def counter_value(name: str) -> int:
+    """Return the named counter's value: the last number taken from it."""
+    return counter_get(name).value
+
+
 def counter_list() -> QuerySet[Counter]:
     """Return all counters, ordered by name."""
     return Counter.objects.all()
