@@ -30,13 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import serving  # noqa: E402
 from bench.data import write_run  # noqa: E402
 from bench.machine import facts, postgres_version  # noqa: E402
 from bench.serving import SECRET  # noqa: E402
 from counterproject.testing.servers import (  # noqa: E402
     PostgresCluster,
     RedisServer,
-    gunicorn,
     migrate,
 )
 from loadtest.load import (  # noqa: E402
@@ -88,24 +88,11 @@ def merged(before: Results, after: Results) -> Results:
 
 
 def serve(env: dict, shape: tuple[int, int], log: Path):
+    """Start gunicorn as ``shape`` (workers, threads) of gthread; return it."""
     workers, threads = shape
-    server = gunicorn(
-        {
-            "DEBUG": "0",
-            "SECRET_KEY": SECRET,
-            "ALLOWED_HOSTS": "127.0.0.1",
-            # A load from one address is what the rate limits refuse (#23).
-            "COUNTERS_TAKE_RATE": "off",
-            "COUNTERS_VISITOR_RATE": "off",
-            **env,
-        },
-        log=log,
-        workers=workers,
-        threads=threads,
-        args=("--worker-class", "gthread"),
+    return serving.serve(
+        env, log, workers=workers, threads=threads, args=("--worker-class", "gthread")
     )
-    server.start()
-    return server
 
 
 def cell(results: Results) -> dict:

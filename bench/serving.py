@@ -9,7 +9,15 @@ WORKERS = 2  # one per core
 SECRET = "bench-only-secret-key"
 
 
-def serve(env: dict, log: Path, *, threads=16, args=(), ready="/api/counters/global/"):
+def serve(
+    env: dict,
+    log: Path,
+    *,
+    workers: int = WORKERS,
+    threads: int | None = 16,
+    args=(),
+    ready="/api/counters/global/",
+):
     """Start gunicorn with ``env`` over production's settings; return it."""
     server = gunicorn(
         {
@@ -22,7 +30,7 @@ def serve(env: dict, log: Path, *, threads=16, args=(), ready="/api/counters/glo
             **env,
         },
         log=log,
-        workers=WORKERS,
+        workers=workers,
         threads=threads,
         args=args,
         ready_path=ready,
