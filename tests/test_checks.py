@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core import checks
 
-from counters.checks import ATOMIC_REQUESTS_ID
+from counters.checks import ATOMIC_REQUESTS_ID, LOCAL_CACHE_ID, SESSION_ENGINE_ID
 
 
 def warnings_of(monkeypatch, atomic: bool) -> list[str]:
@@ -19,3 +19,36 @@ def test_atomic_requests_are_warned_about_since_they_stop_the_batching(monkeypat
 
 def test_without_atomic_requests_there_is_no_warning(monkeypatch):
     assert warnings_of(monkeypatch, atomic=False) == []
+
+
+def messages_of() -> list[checks.CheckMessage]:
+    return checks.run_checks(tags=["counters"])
+
+
+def test_the_visitor_counter_without_the_app_session_engine_is_an_error(settings):
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
+    [error] = messages_of()
+    assert (error.id, error.level) == (SESSION_ENGINE_ID, checks.ERROR)
+    assert error.msg == (
+        "The URLconf routes the visitor's own counter, whose changes need the "
+        "app's session engine: SESSION_ENGINE is "
+        "'django.contrib.sessions.backends.db'."
+    )
+
+
+def test_routing_only_the_pieces_without_sessions_needs_no_engine(settings):
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
+    settings.ROOT_URLCONF = "tests.host_urls"
+    assert messages_of() == []
+
+
+def test_sessions_cached_per_process_are_warned_about(settings):
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    }
+    [warning] = messages_of()
+    assert (warning.id, warning.level) == (LOCAL_CACHE_ID, checks.WARNING)
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}
+    }
+    assert messages_of() == []
