@@ -69,10 +69,13 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/metrics_cost.py
 	$(BIN)/python bench/render_metrics_cost.py
 
-# Measure what a synchronous standby costs the take; writes
-# docs/benchmarks-replication.md.
+# Measure what a synchronous standby costs the take
+# (docs/data/replication.json, the previous run kept as replication-2.json);
+# bench/render_replication.py renders the runs into
+# docs/benchmarks-replication.md and its plot.
 bench-replication: $(VENV)/.installed-test
 	$(BIN)/python bench/replication.py
+	$(BIN)/python bench/render_replication.py
 
 # Write constraints.txt anew: the newest versions pyproject.toml allows, in a
 # fresh virtualenv; run the suite before committing it.

@@ -25,7 +25,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.data import run_paths  # noqa: E402
-from bench.rendering import DATA, DOCS, fill, load, plt, save, shown, span  # noqa: E402
+from bench.rendering import (  # noqa: E402
+    DATA,
+    DOCS,
+    fill,
+    load,
+    plt,
+    ranged,
+    save,
+    shown,
+    span,
+)
 
 PGBENCH = "pgbench (a)"
 RATES = ["take", "take, SQL by hand", "no-op", "django-sequences", PGBENCH]
@@ -66,13 +76,6 @@ def per_batch(runs: list[dict]) -> tuple[float, float]:
     takes = statistics.median(run["takes"] / run["batches"] for run in counted)
     ms = statistics.median(1000 * run["seconds"] / run["batches"] for run in counted)
     return takes, ms
-
-
-def ranged(values: list[float], spec: str) -> str:
-    """Return one figure, or the range of several that differ once formatted."""
-    if len({f"{value:{spec}}" for value in values}) == 1:
-        return f"{values[0]:{spec}}"
-    return span(values, spec)
 
 
 def over_runs(rates: list[float]) -> str:

@@ -2,9 +2,9 @@
 What the renderers share: loading runs, ranges over them, plots, and the
 generated blocks of hand-written pages.
 
-bench/render.py, bench/render_fairness.py and bench/render_metrics_cost.py
-turn a benchmark's JSON runs into a page and its plots. Nothing they write
-is typed by hand: every figure comes from the JSON.
+bench/render.py, bench/render_fairness.py, bench/render_metrics_cost.py and
+bench/render_replication.py turn a benchmark's JSON runs into a page and its
+plots. Nothing they write is typed by hand: every figure comes from the JSON.
 """
 
 import json
@@ -22,7 +22,18 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 DATA = DOCS / "data"
 
-__all__ = ["DATA", "DOCS", "ROOT", "fill", "load", "plt", "save", "shown", "span"]
+__all__ = [
+    "DATA",
+    "DOCS",
+    "ROOT",
+    "fill",
+    "load",
+    "plt",
+    "ranged",
+    "save",
+    "shown",
+    "span",
+]
 
 
 def load(paths: list[Path]) -> list[dict]:
@@ -40,6 +51,13 @@ def span(values, spec: str = "") -> str:
     """Return the range of ``values`` as ``low–high``, each formatted by ``spec``."""
     values = list(values)
     return f"{min(values):{spec}}–{max(values):{spec}}"
+
+
+def ranged(values: list[float], spec: str) -> str:
+    """Return one figure, or the range of several that differ once formatted."""
+    if len({f"{value:{spec}}" for value in values}) == 1:
+        return f"{values[0]:{spec}}"
+    return span(values, spec)
 
 
 def save(figure, path: Path) -> None:
