@@ -155,3 +155,14 @@ def test_static_files_are_hashed_and_compressed_under_gunicorn(
     assert any(" INFO gunicorn.access " in line for line in lines)
     assert any(" INFO gunicorn.error Listening at" in line for line in lines)
     assert [line for line in lines if not LOG_LINE.match(line)] == []
+
+
+def test_a_project_that_routes_no_visitor_counter_gets_pages_without_its_link(
+    settings, global_counter
+):
+    settings.ROOT_URLCONF = "tests.host_urls"  # the take's page and the API
+    html = Client().get("/").content.decode()
+    assert "Take a number" in html
+    assert "Your counter" not in html
+    assert 'href="/me/"' not in html
+    assert Client().get("/me/").status_code == 404
