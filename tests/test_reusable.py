@@ -95,7 +95,16 @@ def host_python(tmp_path_factory) -> Path:
     source = work / "source"
     shutil.copytree(ROOT, source, ignore=NOT_SOURCE)
     run(
-        sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", "dist", ".", cwd=source
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-w",
+        "dist",
+        ".",
+        cwd=source,
     )
     [wheel] = (source / "dist").glob("counterproject-*.whl")
     venv = work / "venv"
