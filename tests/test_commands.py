@@ -481,6 +481,32 @@ def test_shell_unknown_counter_fails_with_one_line(tickets):
     assert state() == before
 
 
+@pytest.mark.parametrize(
+    "database, reason",
+    [
+        ("unmigrated", "no such table: counters_counter"),
+        ("down", "connection to server at"),
+    ],
+)
+def test_shell_without_a_database_fails_with_one_line(tmp_path, database, reason):
+    # A database that has no tables yet, and one that does not answer.
+    url = (
+        f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+        if database == "unmigrated"
+        else "postgres://counters@127.0.0.1:1/counters"
+    )
+    result = project_command(
+        [sys.executable, "manage.py", "counter", "show", GLOBAL],
+        {"DATABASE_URL": url, "SECRET_KEY": "x" * 50},
+        timeout=60,
+    )
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("CommandError: The database could not answer (")
+    assert reason in line
+    assert line.endswith("; is it running, and migrated (manage.py migrate)?")
+
+
 @pytest.mark.django_db(transaction=True)
 def test_shell_bad_number_is_a_usage_error(tickets):
     before = state()

@@ -16,6 +16,7 @@ import sys
 from datetime import date, datetime, time, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 from django.utils import timezone
 
 from counters.actors import Actor
@@ -262,6 +263,13 @@ class Command(BaseCommand):
             handler(**{key: options[key] for key in wanted})
         except CounterError as exc:
             raise CommandError(str(exc)) from exc
+        except DatabaseError as exc:
+            # Down, unreachable or not migrated: one line, not a traceback.
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "?"
+            raise CommandError(
+                f"The database could not answer ({reason}); is it running, "
+                "and migrated (manage.py migrate)?"
+            ) from exc
 
     def write_json(self, data) -> None:
         self.stdout.write(json.dumps(data, indent=2))
