@@ -80,3 +80,24 @@ def check_shared_cache(app_configs=None, **kwargs):
             id=LOCAL_CACHE_ID,
         )
     ]
+
+
+SQLITE_DEFERRED_ID = "counters.W003"
+
+
+@checks.register("counters")
+def check_sqlite_transaction_mode(app_configs=None, **kwargs):
+    """Warn when SQLite begins transactions without taking its write lock."""
+    return [
+        checks.Warning(
+            f"DATABASES[{alias!r}] is SQLite without transaction_mode "
+            "IMMEDIATE: select_for_update() does nothing there, and concurrent "
+            "takes then fail with 'database is locked' instead of waiting.",
+            hint='Set DATABASES[...]["OPTIONS"]["transaction_mode"] = '
+            '"IMMEDIATE" (and a "timeout" to wait); see docs/reuse.md.',
+            id=SQLITE_DEFERRED_ID,
+        )
+        for alias, database in settings.DATABASES.items()
+        if database.get("ENGINE") == "django.db.backends.sqlite3"
+        and database.get("OPTIONS", {}).get("transaction_mode") != "IMMEDIATE"
+    ]

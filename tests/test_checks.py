@@ -3,7 +3,12 @@
 from django.conf import settings
 from django.core import checks
 
-from counters.checks import ATOMIC_REQUESTS_ID, LOCAL_CACHE_ID, SESSION_ENGINE_ID
+from counters.checks import (
+    ATOMIC_REQUESTS_ID,
+    LOCAL_CACHE_ID,
+    SESSION_ENGINE_ID,
+    SQLITE_DEFERRED_ID,
+)
 
 
 def warnings_of(monkeypatch, atomic: bool) -> list[str]:
@@ -51,4 +56,18 @@ def test_sessions_cached_per_process_are_warned_about(settings):
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}
     }
+    assert messages_of() == []
+
+
+def test_sqlite_without_immediate_transactions_is_warned_about(monkeypatch):
+    sqlite = {"ENGINE": "django.db.backends.sqlite3", "NAME": "x.sqlite3"}
+    monkeypatch.setitem(settings.DATABASES, "other", sqlite)
+    [warning] = messages_of()
+    assert (warning.id, warning.level) == (SQLITE_DEFERRED_ID, checks.WARNING)
+    assert warning.msg.startswith("DATABASES['other'] is SQLite without")
+    monkeypatch.setitem(
+        settings.DATABASES,
+        "other",
+        {**sqlite, "OPTIONS": {"transaction_mode": "IMMEDIATE"}},
+    )
     assert messages_of() == []
