@@ -8,7 +8,8 @@ docs/benchmarks.md with docs/benchmarks-take.svg and
 docs/benchmarks-batches.svg. bench/naive.py's (``alternatives*.json``)
 become docs/alternatives-duplicates.svg and two generated blocks of pages
 written by hand: the short table in README.md (block ``alternatives``) and
-the full one in docs/alternatives.md (``alternatives-full``), between their
+the full one in docs/alternatives.md (``alternatives-full``); the take beside
+django-sequences goes into docs/reuse.md (``sequences``), between their
 marker lines (``rendering.fill``; a page without them is left alone). The
 newest run is shown whole; where there are several, the range over all of
 them is given beside it. Nothing is typed by hand: every figure comes from
@@ -28,6 +29,7 @@ from bench.data import run_paths  # noqa: E402
 from bench.rendering import (  # noqa: E402
     DATA,
     DOCS,
+    bars_with_whiskers,
     fill,
     load,
     plt,
@@ -333,29 +335,17 @@ def take_plot(runs: list[dict], path: Path) -> None:
     run = runs[0]
     kinds = list(run["kinds"])
     figure, axis = plt.subplots(figsize=(10, 4.2))
-    width = 0.8 / len(RATES)
-    for index, name in enumerate(RATES):
-        heights, low, high = [], [], []
-        for kind in kinds:
-            height = median(run["kinds"][kind]["runs"][name])
-            every = [
-                one["rps"]
-                for other in runs
-                if kind in other["kinds"]
-                for one in other["kinds"][kind]["runs"][name]
-            ]
-            heights.append(height)
-            low.append(height - min(every))
-            high.append(max(every) - height)
-        axis.bar(
-            [n + index * width for n in range(len(kinds))],
-            heights,
-            width,
-            yerr=[low, high],
-            capsize=2,
-            label=name,
-        )
-    axis.set_xticks([n + width * (len(RATES) - 1) / 2 for n in range(len(kinds))])
+
+    def rates(kind: str, name: str) -> tuple[float, list[float]]:
+        every = [
+            one["rps"]
+            for other in runs
+            if kind in other["kinds"]
+            for one in other["kinds"][kind]["runs"][name]
+        ]
+        return median(run["kinds"][kind]["runs"][name]), every
+
+    bars_with_whiskers(axis, kinds, RATES, rates)
     axis.set_xticklabels(kinds, fontsize=8)
     axis.set_ylabel("answers per second")
     axis.set_title(
@@ -403,8 +393,13 @@ def batch_plot(runs: list[dict], path: Path) -> None:
     save(figure, path)
 
 
-def render_benchmarks(paths: list[Path], docs: Path = DOCS) -> str:
-    """Write ``docs``/benchmarks.md and its plots from ``paths``; return the page."""
+def render_benchmarks(
+    paths: list[Path], docs: Path = DOCS, *, reuse: Path | None = None
+) -> str:
+    """
+    Write ``docs``/benchmarks.md and its plots from ``paths``, and the block
+    ``sequences`` of ``reuse`` when given; return the page.
+    """
     runs = load(paths)
     run = runs[0]
     take_plot(runs, docs / TAKE_PLOT)
@@ -479,7 +474,34 @@ def render_benchmarks(paths: list[Path], docs: Path = DOCS) -> str:
     ]
     page = "\n".join(text)
     (docs / "benchmarks.md").write_text(page)
+    if reuse is not None:
+        fill(reuse, "sequences", sequences_table(runs, paths))
     return page
+
+
+def sequences_table(runs: list[dict], paths: list[Path]) -> str:
+    """The take beside django-sequences per worker kind, for docs/reuse.md."""
+    lines = [
+        f"Rates over {len(runs)} run(s) of `bench/run.py` (newest "
+        f"{runs[0]['when']}), rendered by `bench/render.py` from "
+        f"{', '.join(f'`{shown(p)}`' for p in paths)}: one gunicorn serves "
+        f"both, {runs[0]['clients']} clients, medians of the rounds.",
+        "",
+        "| worker | counters.take /s | get_next_value /s | take / get_next_value |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for kind in runs[0]["kinds"]:
+        rates = [
+            ranged(over(runs, kind, lambda r, n=name: median(r["runs"][n])), ",.0f")
+            for name in ("take", "django-sequences")
+        ]
+        ratio = over(
+            runs,
+            kind,
+            lambda r: statistics.median(round_ratios(r, "django-sequences")),
+        )
+        lines.append(f"| {kind} | {' | '.join(rates)} | {ranged(ratio, '.2f')} |")
+    return "\n".join(lines)
 
 
 # --- The alternatives -------------------------------------------------------------
@@ -636,11 +658,12 @@ def main() -> None:
     parser.add_argument("--docs", type=Path, default=DOCS)
     parser.add_argument("--readme", type=Path, default=DOCS.parent / "README.md")
     parser.add_argument("--page", type=Path, default=DOCS / "alternatives.md")
+    parser.add_argument("--reuse", type=Path, default=DOCS / "reuse.md")
     args = parser.parse_args()
     benchmarks = args.benchmarks or run_paths(DATA / "benchmarks.json")
     alternatives = args.alternatives or run_paths(DATA / "alternatives.json")
     if benchmarks:
-        render_benchmarks(benchmarks, args.docs)
+        render_benchmarks(benchmarks, args.docs, reuse=args.reuse)
     if alternatives:
         render_alternatives(alternatives, args.docs, readme=args.readme, page=args.page)
 

@@ -18,7 +18,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.data import run_paths  # noqa: E402
-from bench.rendering import DATA, DOCS, load, plt, ranged, save, shown  # noqa: E402
+from bench.rendering import (  # noqa: E402
+    DATA,
+    DOCS,
+    bars_with_whiskers,
+    load,
+    plt,
+    ranged,
+    save,
+    shown,
+)
 
 PAGE = "benchmarks-replication.md"
 PLOT = "benchmarks-replication.svg"
@@ -149,24 +158,12 @@ def plot(runs: list[dict], path: Path) -> None:
     run = runs[0]
     modes = list(run["modes"])
     figure, axis = plt.subplots(figsize=(7, 4))
-    width = 0.8 / len(modes)
-    for index, mode in enumerate(modes):
-        heights, low, high = [], [], []
-        for kind in LOADS:
-            height = median(run["modes"][mode][kind], "rps")
-            every = [one["rps"] for other in runs for one in other["modes"][mode][kind]]
-            heights.append(height)
-            low.append(height - min(every))
-            high.append(max(every) - height)
-        axis.bar(
-            [n + index * width for n in range(len(LOADS))],
-            heights,
-            width,
-            yerr=[low, high],
-            capsize=3,
-            label=mode,
-        )
-    axis.set_xticks([n + width * (len(modes) - 1) / 2 for n in range(len(LOADS))])
+
+    def rates(kind: str, mode: str) -> tuple[float, list[float]]:
+        every = [one["rps"] for other in runs for one in other["modes"][mode][kind]]
+        return median(run["modes"][mode][kind], "rps"), every
+
+    bars_with_whiskers(axis, list(LOADS), modes, rates, capsize=3)
     axis.set_xticklabels(list(LOADS.values()))
     axis.set_ylabel("takes answered or transactions per second")
     axis.set_title(

@@ -26,6 +26,7 @@ __all__ = [
     "DATA",
     "DOCS",
     "ROOT",
+    "bars_with_whiskers",
     "fill",
     "load",
     "plt",
@@ -98,3 +99,30 @@ def fill(path: Path, name: str, text: str, script: str = "bench/render.py") -> b
     if new != "".join(lines):
         path.write_text(new)
     return True
+
+
+def bars_with_whiskers(
+    axis, groups: list[str], series: list[str], rates, *, capsize: int = 2
+) -> None:
+    """
+    Draw a bar for each series in each group: ``rates(group, name)`` returns
+    the height (the newest run's median) and every round's rate, which the
+    whiskers span.
+    """
+    width = 0.8 / len(series)
+    for index, name in enumerate(series):
+        heights, low, high = [], [], []
+        for group in groups:
+            height, every = rates(group, name)
+            heights.append(height)
+            low.append(height - min(every))
+            high.append(max(every) - height)
+        axis.bar(
+            [n + index * width for n in range(len(groups))],
+            heights,
+            width,
+            yerr=[low, high],
+            capsize=capsize,
+            label=name,
+        )
+    axis.set_xticks([n + width * (len(series) - 1) / 2 for n in range(len(groups))])

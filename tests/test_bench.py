@@ -125,8 +125,16 @@ def test_benchmark_writes_every_figure_as_json(benchmarks):
 
 def test_benchmark_renders_its_json_into_the_page_and_plots(benchmarks, tmp_path):
     output, data = benchmarks
-    page = render.render_benchmarks([output, output], tmp_path)
+    reuse = tmp_path / "reuse.md"
+    reuse.write_text(
+        "Beside django-sequences:\n\n"
+        "<!-- begin generated: sequences (bench/render.py) -->\n"
+        "<!-- end generated: sequences -->\n"
+    )
+    page = render.render_benchmarks([output, output], tmp_path, reuse=reuse)
     assert (tmp_path / "benchmarks.md").read_text() == page
+    beside = reuse.read_text()
+    assert beside.startswith("Beside django-sequences:\n")
     for plot in (render.TAKE_PLOT, render.BATCH_PLOT):
         assert (tmp_path / plot).read_text().startswith("<?xml"), plot
         assert f"]({plot})" in page
@@ -140,6 +148,13 @@ def test_benchmark_renders_its_json_into_the_page_and_plots(benchmarks, tmp_path
         assert f"| {kind} | {take:,.0f} | " in page
         assert f"| {kind} | 2 | {take:,.0f} | " in page
         assert f"| {noop:,.0f} | " in page
+        # docs/reuse.md's block: the take and get_next_value, and their ratio.
+        sequences = statistics.median(r["rps"] for r in runs["django-sequences"])
+        ratio = statistics.median(
+            t["rps"] / d["rps"]
+            for t, d in zip(runs["take"], runs["django-sequences"], strict=True)
+        )
+        assert f"| {kind} | {take:,.0f} | {sequences:,.0f} | {ratio:.2f} |" in beside
         # Each target's row: the take's rate over the other's, and the verdict.
         for other, target in data["targets"][kind].items():
             ratio = take / statistics.median(r["rps"] for r in runs[other])
