@@ -29,7 +29,7 @@ def counter_get(name: str, *, public_only: bool = False) -> Counter:
 
 
 def counter_value(name: str) -> int:
-    """Return the named counter's value: the last number taken from it."""
+    """Return the named counter's value as the database holds it now."""
     return counter_get(name).value
 
 
