@@ -141,7 +141,14 @@ def loadtest(base_url: str, path: str, *extra: str) -> subprocess.CompletedProce
 def test_loadtest_passes_on_the_database_counter_and_fails_the_naive_one(
     postgres, global_counter, serve
 ):
-    env = {"DATABASE_URL": database_url(), "COUNTERS_NAIVE_DEMO": "1"}
+    # A new connection per request: the workers compete for every request.
+    # With keep-alive, one worker can accept all 20 connections, and the
+    # naive counter then counts right by luck (it did, in a CI run).
+    env = {
+        "DATABASE_URL": database_url(),
+        "COUNTERS_NAIVE_DEMO": "1",
+        "GUNICORN_KEEPALIVE": "0",
+    }
     with serve(env, workers=4, threads=4) as base_url:
         good = loadtest(base_url, "/api/counters/global/increment/")
         naive = loadtest(base_url, "/api/naive/increment/")
