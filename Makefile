@@ -9,7 +9,7 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 \
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test check audit constraints bench bench-replication setup check-python
+.PHONY: serve test check audit constraints bench bench-replication bench-faults setup check-python
 
 check-python:
 	@test -n "$(PYTHON)" || { echo "Error: counterproject needs Python 3.12 or newer (Django 6.1); install one, or name it with 'make PYTHON=/path/to/python3.12 ...'." >&2; exit 1; }
@@ -83,6 +83,14 @@ bench: $(VENV)/.installed-test
 bench-replication: $(VENV)/.installed-test
 	$(BIN)/python bench/replication.py
 	$(BIN)/python bench/render_replication.py
+
+# Run the network fault tests (root: network namespaces) and keep the figures
+# they report (docs/data/faults.json, the previous runs as faults-2.json and
+# faults-3.json); bench/render_faults.py renders them into the table of
+# docs/deployment.md, "What the app does in each fault".
+bench-faults: $(VENV)/.installed-test
+	$(BIN)/python bench/faults.py
+	$(BIN)/python bench/render_faults.py
 
 # Write constraints.txt anew: the newest versions pyproject.toml allows, in a
 # fresh virtualenv; run the suite before committing it.

@@ -140,9 +140,7 @@ def last_entry(cluster) -> int:
 
 
 @pytest.mark.postgresql
-def test_a_slow_lossy_database_link_keeps_every_number_and_batches_grow(
-    network, serve, capsys
-):
+def test_a_slow_lossy_database_link_keeps_every_number(network, serve, capsys):
     db = network.host("db")
     cluster = started(network.postgres(db), "PostgreSQL")
     env = {"DATABASE_URL": counters_database(cluster)}
@@ -171,3 +169,6 @@ def test_a_slow_lossy_database_link_keeps_every_number_and_batches_grow(
     assert all(s.status in (200, 503) and s.clean for s in load.sent)
     assert_committed_without_gap(answered_once_in_order(load), cluster)
     assert phases["slow, lossy"]["answers"] > 0
+    # Takes still share transactions on the slow link (they queue behind a
+    # batch in flight), rather than each paying its own round trips.
+    assert phases["slow, lossy"]["takes_per_batch"] > 1

@@ -111,7 +111,7 @@ class LoggedHTTPExecutor(_LogFile, HTTPExecutor):
     """A server ready when its URL answers, logging to a file."""
 
 
-def _pg_bindir() -> Path:
+def postgres_bindir() -> Path:
     """Return the directory of the newest PostgreSQL server binaries."""
     found = shutil.which("pg_ctl")
     if found:
@@ -153,7 +153,7 @@ class PostgresCluster:
         host: str = "127.0.0.1",
         netns: str | None = None,
     ) -> None:
-        self.bindir = _pg_bindir()
+        self.bindir = postgres_bindir()
         self.host = host
         # The network namespace the server runs in (netfaults, #24); the
         # client tools stay in this one and reach it at ``host``.
