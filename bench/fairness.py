@@ -142,7 +142,8 @@ def measure_kind(env: dict, kind: dict, work: Path, args) -> dict:
     try:
         urls = {fair: server.base_url for fair, server in servers.items()}
         alone = {fair: {flood: [] for flood in FLOODS} for fair in urls}
-        for fair, flood in itertools.product(urls, FLOODS):  # warm-up
+        # Warm up before measuring; a smoke run measures nothing to compare.
+        for fair, flood in [] if args.smoke else itertools.product(urls, FLOODS):
             flood_alone(urls[fair], flood, 1)
         for round_ in range(args.rounds):
             for flood in FLOODS:

@@ -114,8 +114,10 @@ def measure_kind(db: Database, env: dict, kind: dict, log: Path, args) -> dict:
     meters = {"app": server.process.pid, "PostgreSQL": db.pg.postmaster_pid()}
     runs: dict[str, list[dict]] = {name: [] for name in [*views, PGBENCH]}
     try:
-        for path in views.values():
-            wrk(server.base_url + path, 1)  # warm up: connections, caches
+        # Warm up (connections, caches) before measuring; a smoke run
+        # measures nothing to compare.
+        for path in [] if args.smoke else views.values():
+            wrk(server.base_url + path, 1)
         for _ in range(args.rounds):
             for name, path in views.items():
                 runs[name].append(

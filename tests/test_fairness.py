@@ -6,6 +6,7 @@ Counts and liveness only: how fast is bench/fairness.py's to say.
 """
 
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -90,6 +91,10 @@ def test_a_keep_alive_flood_of_cheap_answers_starves_no_other_client(
                 client.join(SECONDS + 30)
             flooding = wrk.poll() is None
         finally:
+            # Ended now rather than at its -d: wrk stops on SIGINT and
+            # prints its summary, as at the end of its time.
+            if wrk.poll() is None:
+                wrk.send_signal(signal.SIGINT)
             output, _ = wrk.communicate(timeout=60)
     counts = [len(answered) for answered in answers]
     assert min(counts) >= AT_LEAST, f"answers per client: {counts}"
