@@ -21,6 +21,7 @@ import argparse
 import itertools
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -81,7 +82,7 @@ ANSWERED: list[int] = []
 
 def finish_wrk(process, out: Path) -> dict:
     """Wait for wrk; return its answers, rate, p99 and statuses."""
-    _, status, usage = os.wait4(process.pid, 0)  # wrk ends by itself (-d)
+    _, status, usage = os.wait4(process.pid, 0)  # at its -d, or on SIGINT
     process.returncode = os.waitstatus_to_exitcode(status)
     CLIENT_CPU[0] += usage.ru_utime + usage.ru_stime
     text, numbers = out.read_text().split("\nnumbers\n")
@@ -165,6 +166,9 @@ def measure_kind(env: dict, kind: dict, work: Path, args) -> dict:
                 )
                 time.sleep(1)
                 row[flood] = clients(urls[True], probe, args.seconds)
+                # Its -d outlasts the clients; end it with them (wrk stops on
+                # SIGINT and reports as at the end of its -d).
+                flooding[0].send_signal(signal.SIGINT)
                 row[flood]["flood_rps"] = finish_wrk(*flooding)["rps"]
         return counted(result)
     finally:

@@ -2,9 +2,9 @@
 The README's answer to "will the global object go wrong, and what instead?"
 
     python bench/naive.py      # writes docs/data/alternatives.json (minutes)
-    NAIVE_REQUESTS=200 python bench/naive.py --output /tmp/alternatives.json
+    NAIVE_REQUESTS=100 python bench/naive.py --output /tmp/alternatives.json
 
-``NAIVE_REQUESTS=200`` runs 200 requests a cell, not 2,000, as the suite does;
+``NAIVE_REQUESTS=100`` runs 100 requests a cell, not 2,000, as the suite does;
 ``bench/render.py`` turns the JSON into the tables of README.md and
 docs/alternatives.md and a plot.
 
