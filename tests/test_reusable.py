@@ -26,7 +26,7 @@ import port_for
 import pytest
 import requests
 
-from counterproject.testing.servers import ROOT, LoggedHTTPExecutor
+from counterproject.testing.servers import QUICK_STOP, ROOT, LoggedHTTPExecutor
 from loadtest.load import realtime_violations
 
 CLIENTS = 200
@@ -178,6 +178,7 @@ def serve(python: Path, project: Path, log: Path) -> LoggedHTTPExecutor:
         cwd=str(project),
         envvars=host_environment(),
         timeout=60,
+        stop_signal=QUICK_STOP,
         log=log,
     )  # fmt: skip
     server.base_url = f"http://127.0.0.1:{port}"
