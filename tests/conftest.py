@@ -17,6 +17,7 @@ the ``postgres`` server. When a server cannot start, its tests skip locally
 and fail under ``CI=true``: a skipped test proves nothing in CI.
 """
 
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -177,7 +178,12 @@ def serve(tmp_path):
         workers: int = 4,
         threads: int | None = 8,
         args: tuple[str, ...] = (),
+        graceful: bool = False,
     ):
+        """
+        Serve the project; stop it quickly afterwards, or with ``graceful``
+        as production does (SIGTERM), for a test that reads its last lines.
+        """
         log = tmp_path / "gunicorn.log"
         server = gunicorn(
             {
@@ -204,7 +210,7 @@ def serve(tmp_path):
         try:
             yield ServedURL(server.base_url, server.process.pid)
         finally:
-            server.stop()
+            server.stop(stop_signal=signal.SIGTERM if graceful else None)
 
     return serve
 

@@ -292,7 +292,9 @@ def test_json_log_lines_parse_and_carry_the_request_and_the_take(
     transactional_db, global_counter, serve, tmp_path
 ):
     env = {"DATABASE_URL": database_url(), "LOG_FORMAT": "json"}
-    with serve(env, workers=1, threads=4, args=KINDS["gthread"]) as base_url:
+    with serve(
+        env, workers=1, threads=4, args=KINDS["gthread"], graceful=True
+    ) as base_url:
         number = requests.post(base_url + TAKE, timeout=30).json()["value"]
         requests.get(f"{base_url}/no-such-page", timeout=30)
     lines = (tmp_path / "gunicorn.log").read_text().splitlines()
