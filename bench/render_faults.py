@@ -59,15 +59,8 @@ def block(runs: list[dict], paths: list[Path]) -> str:
     machine = newest["machine"]
     files = ", ".join(f"`{shown(path)}`" for path in paths)
 
-    def link(key: str) -> str:
-        return ranged(
-            [run["scenarios"][SLOW_LINK]["slow, lossy"][key] for run in runs], ".1f"
-        )
-
-    def clean(key: str) -> str:
-        return ranged(
-            [run["scenarios"][SLOW_LINK]["clean"][key] for run in runs], ".1f"
-        )
+    def link(phase: str, key: str) -> str:
+        return ranged([run["scenarios"][SLOW_LINK][phase][key] for run in runs], ".1f")
 
     lines = [
         f"The figures of {len(runs)} run(s) of `sudo python bench/faults.py`, "
@@ -89,9 +82,10 @@ def block(runs: list[dict], paths: list[Path]) -> str:
         "old primary's highest. With a synchronous standby the same cut costs "
         "503s for the length of the cut, and nothing else.",
         "- 3, the slow, lossy link (2 Mbit/s, 5 % loss each way, 40 clients): "
-        f"{link('takes_per_s')} takes/s against {clean('takes_per_s')} on the "
-        f"clean link, {link('takes_per_batch')} takes per batch against "
-        f"{clean('takes_per_batch')}; every number exact and more than one "
+        f"{link('slow, lossy', 'takes_per_s')} takes/s against "
+        f"{link('clean', 'takes_per_s')} on the clean link, "
+        f"{link('slow, lossy', 'takes_per_batch')} takes per batch against "
+        f"{link('clean', 'takes_per_batch')}; every number exact and more than one "
         "take a batch (asserted).",
     ]
     return "\n".join(lines)
